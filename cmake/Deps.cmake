@@ -1,0 +1,14 @@
+# Debian packages (scripts/setup.sh installs the missing ones).
+#
+# fmt: LibTorch's include/ carries fmt 12 headers, which shadow Debian's fmt 9 headers on every
+# target that links torch. Linking Debian's libfmt.so.9 (or spdlog, built against it) under
+# those headers mixes two ABIs, so we use the fmt that LibTorch ships, header-only, and log
+# through trainer/log.h instead of spdlog.
+find_package(yaml-cpp REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(zstd REQUIRED)
+find_package(HDF5 REQUIRED COMPONENTS C)
+find_package(Catch2 2 REQUIRED)
+find_package(Threads REQUIRED)
+add_compile_definitions(FMT_HEADER_ONLY=1)

@@ -1,0 +1,10 @@
+// Built only when nvcc is absent (kernels/CMakeLists.txt): the CPU-only answers.
+#include "kernels/cuda_runtime_info.h"
+
+namespace rwkv::kernels {
+
+bool cuda_compiled() { return false; }
+std::string cuda_compiled_archs() { return ""; }
+int cuda_runtime_device_count() { return 0; }
+
+}  // namespace rwkv::kernels

@@ -1,0 +1,47 @@
+#pragma once
+// Shared helpers for the Catch2 tests: paths of this checkout and the venv, subprocesses,
+// temporary directories, and the [cuda] skip.
+#include <catch2/catch.hpp>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <string>
+
+namespace rwkv::test {
+
+inline std::filesystem::path source_dir() { return RWKV_SOURCE_DIR; }
+inline std::filesystem::path binary_dir() { return RWKV_BINARY_DIR; }
+// The `rwkv` CLI built beside the tests.
+inline std::filesystem::path rwkv_binary() { return binary_dir() / "bin" / "rwkv"; }
+// The venv's python, for interop checks against transformers / tokenizers / the rwkv package.
+inline std::string python() { return RWKV_PYTHON; }
+// ../shared/data next to the checkout (the 20B tokenizer lives there, never in the repo).
+inline std::filesystem::path shared_data_dir() { return source_dir().parent_path() / "shared" / "data"; }
+
+// Run a shell command, capture stdout+stderr; returns the exit status.
+int run(const std::string& command, std::string* output = nullptr);
+
+// A fresh empty directory under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag = "rwkv-test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace rwkv::test
+
+// In a [cuda] test: skip (with a visible warning) where torch sees no GPU.
+#define RWKV_REQUIRE_CUDA_OR_SKIP()                                 \
+  do {                                                              \
+    if (!torch::cuda::is_available()) {                             \
+      WARN("skipped: no CUDA device visible to torch");             \
+      return;                                                       \
+    }                                                               \
+  } while (0)

@@ -1,0 +1,11 @@
+#pragma once
+// The subcommands of the `rwkv` binary. Each lives in its own cmd_<name>.cpp and registers
+// itself on the CLI11 app; main.cpp calls the registrations in the order `rwkv --help` shows.
+#include <CLI/CLI.hpp>
+
+namespace rwkv::cli {
+
+// `rwkv env`: LibTorch version, threads, CUDA build and visible devices.
+void add_env_command(CLI::App& app);
+
+}  // namespace rwkv::cli
