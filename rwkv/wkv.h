@@ -1,0 +1,35 @@
+#pragma once
+// The WKV operator of RWKV-4 (RECIPE §3) as a differentiable LibTorch op, CPU and CUDA, any T.
+//
+//   y_t = [ Σ_{i<t} e^{(t-1-i)w + k_i} v_i + e^{u+k_t} v_t ] / [ Σ_{i<t} e^{(t-1-i)w + k_i} + e^{u+k_t} ]
+//
+// with w = -exp(time_decay) computed inside the op in fp32, u = time_first. The recurrence state
+// (aa, bb, pp) is the numerically stable (numerator, denominator, exponent) triple; a state
+// passed in continues a sequence, the returned state continues it further (chunked prefill,
+// RNN mode).
+#include <torch/torch.h>
+
+#include <optional>
+
+namespace rwkv {
+
+struct WkvState {
+  torch::Tensor aa, bb, pp;  // each (B, C), fp32
+};
+
+struct WkvOutput {
+  torch::Tensor y;  // (B, T, C), dtype of k/v
+  WkvState state;   // after the last token
+};
+
+// The state before any token: aa = bb = 0, pp = -1e38.
+WkvState wkv_initial_state(int64_t batch, int64_t channels, const torch::Device& device);
+
+// time_decay, time_first: (C) (any float dtype; used in fp32). k, v: (B, T, C), fp32 or bf16
+// (fp64 too on CPU, for gradient checks). Differentiable in time_decay, time_first, k, v and the
+// initial state.
+WkvOutput wkv(const torch::Tensor& time_decay, const torch::Tensor& time_first,
+              const torch::Tensor& k, const torch::Tensor& v,
+              const std::optional<WkvState>& state = std::nullopt);
+
+}  // namespace rwkv
