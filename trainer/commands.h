@@ -7,5 +7,7 @@ namespace rwkv::cli {
 
 // `rwkv env`: LibTorch version, threads, CUDA build and visible devices.
 void add_env_command(CLI::App& app);
+// `rwkv prep`: raw text (.jsonl, .jsonl.zst, .txt) → binidx or HDF5 token files.
+void add_prep_command(CLI::App& app);
 
 }  // namespace rwkv::cli
