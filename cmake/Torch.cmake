@@ -31,3 +31,9 @@ foreach(_d IN LISTS RWKV_NVIDIA_LIB_DIRS)
   string(APPEND RWKV_TORCH_LINK_OPTIONS ",-rpath-link,${_d}")
 endforeach()
 add_link_options("${RWKV_TORCH_LINK_OPTIONS}")
+
+# libtorch.so exports its own copies of 64 std::filesystem functions (remove_all, rename,
+# create_directories, …). With libtorch first in DT_NEEDED they interpose on libstdc++'s, and
+# libtorch's remove_all jumps to a null pointer (seen: TempDir's destructor crashed). Naming
+# libstdc++ first on every link line makes the loader bind these symbols to libstdc++.
+add_link_options("LINKER:--push-state,--no-as-needed" "-lstdc++" "LINKER:--pop-state")

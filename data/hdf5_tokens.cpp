@@ -118,7 +118,7 @@ Hdf5TokenDataset::Hdf5TokenDataset(const std::filesystem::path& file) : file_(fi
   std::lock_guard lock(hdf5_mutex());
   silence_hdf5();
   if (!std::filesystem::exists(file)) throw error(file, "no such file");
-  if (H5Fis_accessible(file.c_str(), H5P_DEFAULT) <= 0) throw error(file, "not an HDF5 file (or corrupt)");
+  if (H5Fis_hdf5(file.c_str()) <= 0) throw error(file, "not an HDF5 file (or corrupt)");
   file_id_ = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file_id_ < 0) throw error(file, "cannot open as HDF5 (truncated or corrupt?)");
   try {

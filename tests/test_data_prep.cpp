@@ -26,7 +26,7 @@ std::vector<std::string> sample_texts(int n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<std::string> out(n);
   for (auto& s : out) {
-    const int len = static_cast<int>(rng() % 80);
+    const int len = 1 + static_cast<int>(rng() % 80);  // empty texts are skipped by prep
     for (int i = 0; i < len; ++i) s += words[rng() % words.size()] + (rng() % 3 ? " " : "");
   }
   return out;
@@ -70,8 +70,15 @@ void check_documents(const TokenDataset& ds, const Tokenizer& tok, const std::ve
   }
 }
 
+// ../shared/data beside the checkout, or $RWKV_SHARED_DATA_DIR (a worktree elsewhere).
+fs::path tokenizer_20b_path() {
+  const char* env = std::getenv("RWKV_SHARED_DATA_DIR");
+  const fs::path beside = rwkv::test::shared_data_dir() / "20B_tokenizer.json";
+  return fs::exists(beside) || !env ? beside : fs::path(env) / "20B_tokenizer.json";
+}
+
 std::unique_ptr<Tokenizer> test_tokenizer() {
-  const fs::path bpe = rwkv::test::shared_data_dir() / "20B_tokenizer.json";
+  const fs::path bpe = tokenizer_20b_path();
   if (fs::exists(bpe)) return load_tokenizer(bpe.string());
   WARN("20B_tokenizer.json absent: prep tests use the byte tokenizer");
   return make_byte_tokenizer();

@@ -133,7 +133,7 @@ TEST_CASE("each optimizer step reads the same windows for 1, 2 and 4 ranks; rank
   const BatchLayout l{4, 8, 2};  // world 4, micro-batch 8, accumulation 2: global batch 64
   const int64_t steps_per_epoch = kMiniEpochSamples / l.global_batch();
   for (int64_t epoch : {0, 3})
-    for (int64_t s_in_epoch : {0, 7, steps_per_epoch - 1})
+    for (int64_t s_in_epoch : {int64_t{0}, int64_t{7}, steps_per_epoch - 1})
       for (int a = 0; a < 2; ++a)
         for (int r = 0; r < 4; ++r)
           for (int b = 0; b < 8; ++b) {
@@ -167,8 +167,8 @@ TEST_CASE("a batch holds the dataset's windows as inputs and shifted targets", "
   rwkv::test::TempDir dir;
   {
     BinIdxWriter w(dir / "seq", BinIdxDType::i32);
-    std::vector<int32_t> doc(5000);
-    for (int i = 0; i < 5000; ++i) doc[i] = i;  // token value = its position
+    std::vector<int32_t> doc(100000);  // 3125 windows of 32: magic prime 3119
+    for (int i = 0; i < 100000; ++i) doc[i] = i;  // token value = its position
     w.add_document(doc);
     w.finish();
   }
@@ -186,7 +186,7 @@ TEST_CASE("a batch holds the dataset's windows as inputs and shifted targets", "
       REQUIRE(b.targets[r][t].item<int64_t>() == start + t + 1);
     }
   }
-  MagicPrimeSampler too_big(100000, 32);  // built for more tokens than the file holds
+  MagicPrimeSampler too_big(1000000, 32);  // built for more tokens than the file holds
   int64_t g = 0;
   while (too_big.window_start(g) + 33 <= ds.size()) ++g;
   const std::vector<int64_t> bad{g};

@@ -48,7 +48,8 @@ void add_prep_command(CLI::App& app) {
     if (!args->quiet)
       progress = [tty](const data::PrepStats& s) {
         // On a terminal the line redraws itself; in a log each report is its own line.
-        fmt::print(stderr, tty ? "\r[prep] {}\033[K" : "[prep] {}\n", data::format_progress(s));
+        if (tty) fmt::print(stderr, "\r[prep] {}\033[K", data::format_progress(s));
+        else fmt::print(stderr, "[prep] {}\n", data::format_progress(s));
       };
     const auto warn = [tty](const std::string& w) { fmt::print(stderr, "{}warning: {}\n", tty ? "\r\033[K" : "", w); };
     fmt::print(stderr, "[prep] tokenizer {} (vocab {}), {} output\n", tok->name(), tok->vocab_size(),
