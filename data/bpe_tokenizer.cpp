@@ -134,9 +134,12 @@ BpeTokenizer::BpeTokenizer(const std::filesystem::path& file) : path_(file), ins
       std::string s;
       append_utf8(s, alphabet[b]);
       const auto it = vocab_.find(s);
-      if (it == vocab_.end())
+      // Bytes that valid UTF-8 never contains (C0, C1, F5–FF) may be absent, as in the 20B file;
+      // encode sees only valid UTF-8, so only the others are required.
+      const bool in_utf8 = b < 0xC0 || (b >= 0xC2 && b <= 0xF4);
+      if (it == vocab_.end() && in_utf8)
         throw error(file, fmt::format("the vocabulary lacks the byte-level token for byte {}", b));
-      byte_id_[b] = it->second;
+      byte_id_[b] = it == vocab_.end() ? -1 : it->second;
       char_byte_[alphabet[b]] = b;
     }
 

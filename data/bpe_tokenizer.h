@@ -57,7 +57,7 @@ class BpeTokenizer final : public Tokenizer {
   std::vector<bool> is_added_;
   std::unordered_map<std::string, int32_t> vocab_;
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;  // (left, right) → (rank, merged id)
-  std::array<int32_t, 256> byte_id_{};  // id of each byte's one-character token
+  std::array<int32_t, 256> byte_id_{};  // id of each byte's one-character token (−1: absent)
   std::array<int32_t, 0x180> char_byte_{};  // byte of each alphabet code point, −1 elsewhere
   Trie raw_added_, normalized_added_;
   bool nfc_ = false, ignore_merges_ = false;
