@@ -32,7 +32,8 @@ foreach(_d IN LISTS RWKV_NVIDIA_LIB_DIRS)
 endforeach()
 add_link_options("${RWKV_TORCH_LINK_OPTIONS}")
 
-# libtorch.so exports its own (statically linked, older) copy of std::filesystem, and
-# remove_all from it crashes when called from our code. The dynamic linker binds each symbol to
-# the first library in NEEDED order that defines it, so name libstdc++ before libtorch.
-add_link_options(-Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state)
+# libtorch.so exports its own copies of 64 std::filesystem functions (remove_all, rename,
+# create_directories, …). With libtorch first in DT_NEEDED they interpose on libstdc++'s, and
+# libtorch's remove_all jumps to a null pointer (seen: TempDir's destructor crashed). Naming
+# libstdc++ first on every link line makes the loader bind these symbols to libstdc++.
+add_link_options("LINKER:--push-state,--no-as-needed" "-lstdc++" "LINKER:--pop-state")
