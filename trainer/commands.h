@@ -7,5 +7,7 @@ namespace rwkv::cli {
 
 // `rwkv env`: LibTorch version, threads, CUDA build and visible devices.
 void add_env_command(CLI::App& app);
+// `rwkv info CONFIG`: architecture, tensors with init rules, parameter count, FLOPs, memory.
+void add_info_command(CLI::App& app);
 
 }  // namespace rwkv::cli
