@@ -124,7 +124,7 @@ TEST_CASE("the parallel forward equals an independent token-by-token evaluation"
   // Double, so the comparison checks the formulas rather than rounding; dim_att ≠ n_embd and
   // dim_ffn ≠ 4·n_embd exercise the configurable shapes.
   for (const auto& c : {shape(3, 16, 29), shape(2, 12, 17, 20, 28)}) {
-    const rwkv::RWKV model = random_model(c, torch::kDouble, 5);
+    rwkv::RWKV model = random_model(c, torch::kDouble, 5);
     const Tensor tokens = random_tokens(2, 24, c.vocab_size, 6);
     const Tensor logits = model->forward(tokens);
     REQUIRE(logits.sizes() == torch::IntArrayRef({2, 24, c.vocab_size}));
