@@ -9,5 +9,7 @@ namespace rwkv::cli {
 void add_env_command(CLI::App& app);
 // `rwkv info CONFIG`: architecture, tensors with init rules, parameter count, FLOPs, memory.
 void add_info_command(CLI::App& app);
+// `rwkv bench wkv`: WKV op speed against a per-timestep ATen implementation.
+void add_bench_command(CLI::App& app);
 
 }  // namespace rwkv::cli
