@@ -14,6 +14,7 @@
 
 #include "rwkv/model.h"
 #include "rwkv/rnn.h"
+#include "tests/test_util.h"
 
 namespace {
 
@@ -261,4 +262,30 @@ TEST_CASE("a bf16 model computes in bf16 and stays near the fp32 model", "[model
   // layers of random weights the logits keep within a few percent of their scale.
   const double scale = fp32.abs().max().item<double>();
   CHECK(max_diff(bf16, fp32) <= 0.05 * scale);
+}
+
+TEST_CASE("on CUDA the model matches the CPU, RNN mode matches parallel, bf16 stays near fp32",
+          "[model][cuda]") {
+  RWKV_REQUIRE_CUDA_OR_SKIP();
+  const auto c = shape(2, 64, 53);
+  rwkv::RWKV model = random_model(c, torch::kFloat, 21);
+  const int64_t T = 96, prompt = 40;
+  const Tensor tokens = random_tokens(2, T, c.vocab_size, 22);
+  const Tensor cpu = model->forward(tokens).detach();
+  model->to(torch::kCUDA);
+  const Tensor gpu_tokens = tokens.to(torch::kCUDA);
+  CHECK(max_diff(model->forward(gpu_tokens).detach().cpu(), cpu) <= 1e-4);
+
+  rwkv::Prefill pre = rwkv::prefill(model, gpu_tokens.narrow(1, 0, prompt));
+  double worst = max_diff(pre.logits.cpu(), cpu.select(1, prompt - 1));
+  for (int64_t t = prompt; t < T; ++t) {
+    worst = std::max(worst, max_diff(rwkv::rnn_step(model, gpu_tokens.select(1, t), pre.state).cpu(),
+                                     cpu.select(1, t)));
+  }
+  CHECK(worst <= 1e-4);
+
+  model->to(torch::kBFloat16);
+  const Tensor bf16 = model->forward(gpu_tokens).detach();
+  CHECK(bf16.scalar_type() == torch::kBFloat16);
+  CHECK(max_diff(bf16.cpu(), cpu) <= 0.05 * cpu.abs().max().item<double>());
 }
