@@ -7,5 +7,9 @@ namespace rwkv::cli {
 
 // `rwkv env`: LibTorch version, threads, CUDA build and visible devices.
 void add_env_command(CLI::App& app);
+// `rwkv export`: weights → .pth (reference keys) / Hugging Face folder / safetensors.
+void add_export_command(CLI::App& app);
+// `rwkv import`: released .pth or HF folder → a weights file checked against a config.
+void add_import_command(CLI::App& app);
 
 }  // namespace rwkv::cli
