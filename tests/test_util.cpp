@@ -1,5 +1,7 @@
 #include "tests/test_util.h"
 
+#include "trainer/atomic_file.h"
+
 #include <array>
 #include <cstdio>
 #include <random>
@@ -28,8 +30,7 @@ TempDir::TempDir(const std::string& tag) {
 }
 
 TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
+  rwkv::io::remove_tree(path_);  // not std::filesystem::remove_all: see trainer/atomic_file.h
 }
 
 }  // namespace rwkv::test

@@ -235,8 +235,9 @@ TEST_CASE("safetensors: round trip, and Python's safetensors reads ours and writ
 
   py("save-safetensors " + (dir / "py.safetensors").string() + " " + (dir / "py.json").string());
   NamedTensors theirs = rwkv::io::read_safetensors(dir / "py.safetensors");
+  const nlohmann::json saved = read_json(dir / "py.json");
   std::map<std::string, nlohmann::json> expected;
-  for (const auto& t : read_json(dir / "py.json")["tensors"]) expected[t["name"]] = t;
+  for (const auto& t : saved["tensors"]) expected[t["name"]] = t;
   REQUIRE(theirs.size() == expected.size());
   for (const auto& [n, t] : theirs) {
     INFO(n);

@@ -1,9 +1,11 @@
 #include "trainer/atomic_file.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
@@ -13,6 +15,14 @@
 namespace rwkv::io {
 
 namespace fs = std::filesystem;
+
+void remove_tree(const fs::path& path) noexcept {
+  const auto remove_one = [](const char* p, const struct stat*, int, struct FTW*) {
+    std::remove(p);  // best effort: keep going past what cannot be removed
+    return 0;
+  };
+  ::nftw(path.c_str(), remove_one, 16, FTW_DEPTH | FTW_PHYS);  // children before their folder
+}
 
 void fsync_file(const fs::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
@@ -31,8 +41,7 @@ void write_atomically(const fs::path& target, const std::function<void(const fs:
         fmt::format("{}: output folder {} does not exist", target.string(), folder.string()));
   const fs::path temp =
       folder / fmt::format(".{}.tmp-{}", target.filename().string(), static_cast<long>(::getpid()));
-  std::error_code ignored;
-  fs::remove_all(temp, ignored);
+  remove_tree(temp);
   try {
     write(temp);
     if (fs::is_directory(temp)) {
@@ -48,12 +57,12 @@ void write_atomically(const fs::path& target, const std::function<void(const fs:
                                                 static_cast<long>(::getpid()));
       fs::rename(target, old);
       fs::rename(temp, target);
-      fs::remove_all(old, ignored);
+      remove_tree(old);
     } else {
       fs::rename(temp, target);
     }
   } catch (...) {
-    fs::remove_all(temp, ignored);
+    remove_tree(temp);
     throw;
   }
 }

@@ -12,6 +12,11 @@ namespace rwkv::io {
 void write_atomically(const std::filesystem::path& target,
                       const std::function<void(const std::filesystem::path& temp)>& write);
 
+// Removes a file or a folder tree; ignores what does not exist. Not std::filesystem::remove_all:
+// libtorch.so exports its own copy of that symbol, which wins the dynamic link and crashes (it
+// calls a directory_iterator member this libstdc++ does not provide).
+void remove_tree(const std::filesystem::path& path) noexcept;
+
 // Flushes a written file to disk (fsync); throws naming the file on failure.
 void fsync_file(const std::filesystem::path& path);
 

@@ -2,7 +2,10 @@
 
 #include <caffe2/serialize/inline_container.h>
 
+#include <array>
+#include <cstdint>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -16,6 +19,48 @@ namespace {
 
 // c10::Error messages carry a C++ backtrace; keep the first line for the user.
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// CRC-32 (IEEE 802.3, as zip uses). The miniz inside libtorch is built without CRC checks on
+// extraction, so a flipped byte in a tensor would otherwise load silently.
+uint32_t crc32(const void* data, size_t n) {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  uint32_t c = 0xFFFFFFFFu;
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+// The CRC-32 the zip declares for a stored record: in its local header, or, when the writer set
+// flag bit 3 (PyTorchStreamWriter does), in the data descriptor right after the data (optionally
+// preceded by the signature PK\7\8). nullopt when the bytes there are not a zip header.
+std::optional<uint32_t> declared_crc32(const fs::path& path, uint64_t header_offset, uint64_t data_end) {
+  std::ifstream f(path, std::ios::binary);
+  const auto u32_at = [&](uint64_t at, int bytes) -> std::optional<uint32_t> {
+    unsigned char b[4] = {};
+    f.clear();
+    f.seekg(static_cast<std::streamoff>(at));
+    f.read(reinterpret_cast<char*>(b), bytes);
+    if (!f) return std::nullopt;
+    uint32_t v = 0;
+    for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | b[i];
+    return v;
+  };
+  if (u32_at(header_offset, 4) != 0x04034b50u) return std::nullopt;
+  const auto flags = u32_at(header_offset + 6, 2);
+  if (!flags) return std::nullopt;
+  if (!(*flags & 0x8)) return u32_at(header_offset + 14, 4);
+  const auto first = u32_at(data_end, 4);
+  if (first == 0x08074b50u) return u32_at(data_end + 4, 4);
+  return first;
+}
 
 std::string join(const std::vector<int64_t>& v) {
   return fmt::format("({})", fmt::join(v, ", "));
@@ -99,6 +144,11 @@ torch::Tensor PthReader::read(const PickledTensor& e) {
                                          path_.string(), e.name, record,
                                          first_line(ex.what_without_backtrace())));
   }
+  const auto declared = declared_crc32(path_, zip_->getRecordHeaderOffset(record),
+                                       zip_->getRecordOffset(record) + storage.nbytes());
+  if (declared && *declared != crc32(storage.data_ptr(), storage.nbytes()))
+    throw std::runtime_error(fmt::format("{}: tensor '{}': storage {} fails its CRC-32 check (corrupt file)",
+                                         path_.string(), e.name, record));
   torch::Tensor view = storage.as_strided(e.sizes, e.strides, e.storage_offset);
   if (view.is_contiguous() && view.numel() == storage.numel()) return view;
   // A view of a larger or shared storage: keep only its own elements.
