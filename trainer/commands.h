@@ -14,5 +14,9 @@ void add_prep_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 // `rwkv bench wkv`: WKV op speed against a per-timestep ATen implementation.
 void add_bench_command(CLI::App& app);
+// `rwkv export`: weights → .pth (reference keys) / Hugging Face folder / safetensors.
+void add_export_command(CLI::App& app);
+// `rwkv import`: released .pth or HF folder → a weights file checked against a config.
+void add_import_command(CLI::App& app);
 
 }  // namespace rwkv::cli
