@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <random>
 #include <sys/wait.h>
+#include <ftw.h>
+#include <unistd.h>
 
 namespace rwkv::test {
 
@@ -28,8 +30,10 @@ TempDir::TempDir(const std::string& tag) {
 }
 
 TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
+  // nftw, not std::filesystem::remove_all: libtorch.so exports its own std::filesystem functions,
+  // and its remove_all crashes (a null call) on a directory with subdirectories.
+  const auto rm = [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); };
+  ::nftw(path_.c_str(), rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 }  // namespace rwkv::test
