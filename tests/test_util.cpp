@@ -4,8 +4,6 @@
 #include <cstdio>
 #include <random>
 #include <sys/wait.h>
-#include <ftw.h>
-#include <unistd.h>
 
 namespace rwkv::test {
 
@@ -30,10 +28,8 @@ TempDir::TempDir(const std::string& tag) {
 }
 
 TempDir::~TempDir() {
-  // nftw, not std::filesystem::remove_all: libtorch.so exports its own std::filesystem functions,
-  // and its remove_all crashes (a null call) on a directory with subdirectories.
-  const auto rm = [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); };
-  ::nftw(path_.c_str(), rm, 16, FTW_DEPTH | FTW_PHYS);
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
 }
 
 }  // namespace rwkv::test
