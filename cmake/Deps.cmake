@@ -12,3 +12,12 @@ find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(Catch2 2 REQUIRED)
 find_package(Threads REQUIRED)
 add_compile_definitions(FMT_HEADER_ONLY=1)
+
+# Gloo: the torch wheel links Gloo in but ships no gloo/ headers, which c10d's
+# ProcessGroupGloo.hpp includes. Debian's libgloo-dev supplies them for the declarations only
+# (we link no libgloo; the code runs inside libtorch). We touch Gloo objects only through
+# shared_ptr and libtorch's own functions, so no Gloo layout is compiled into our code.
+find_path(RWKV_GLOO_INCLUDE gloo/algorithm.h)
+if(NOT RWKV_GLOO_INCLUDE)
+  message(FATAL_ERROR "gloo/algorithm.h not found: install Debian's libgloo-dev (scripts/setup.sh does)")
+endif()

@@ -31,3 +31,8 @@ foreach(_d IN LISTS RWKV_NVIDIA_LIB_DIRS)
   string(APPEND RWKV_TORCH_LINK_OPTIONS ",-rpath-link,${_d}")
 endforeach()
 add_link_options("${RWKV_TORCH_LINK_OPTIONS}")
+
+# libtorch.so exports its own (statically linked, older) copy of std::filesystem, and
+# remove_all from it crashes when called from our code. The dynamic linker binds each symbol to
+# the first library in NEEDED order that defines it, so name libstdc++ before libtorch.
+add_link_options(-Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state)

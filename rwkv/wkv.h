@@ -13,8 +13,11 @@
 
 namespace rwkv {
 
+// (A, B) = (aa, bb)·e^pp are the decayed numerator and denominator sums. pp of a returned state
+// is not differentiable: every consumer of a state (the next chunk, RNN mode) depends on it only
+// through A and B, whose gradients flow back through aa and bb.
 struct WkvState {
-  torch::Tensor aa, bb, pp;  // each (B, C), fp32
+  torch::Tensor aa, bb, pp;  // each (B, C), fp32 (fp64 for fp64 inputs)
 };
 
 struct WkvOutput {
@@ -27,7 +30,8 @@ WkvState wkv_initial_state(int64_t batch, int64_t channels, const torch::Device&
 
 // time_decay, time_first: (C) (any float dtype; used in fp32). k, v: (B, T, C), fp32 or bf16
 // (fp64 too on CPU, for gradient checks). Differentiable in time_decay, time_first, k, v and the
-// initial state.
+// initial state (aa, bb, pp). The backward needs a transient (3, B, T, C) fp32 workspace (the state
+// before every step; kernels/wkv_cpu.cpp says why); nothing depends on T at compile time.
 WkvOutput wkv(const torch::Tensor& time_decay, const torch::Tensor& time_first,
               const torch::Tensor& k, const torch::Tensor& v,
               const std::optional<WkvState>& state = std::nullopt);

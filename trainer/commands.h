@@ -8,4 +8,7 @@ namespace rwkv::cli {
 // `rwkv env`: LibTorch version, threads, CUDA build and visible devices.
 void add_env_command(CLI::App& app);
 
+// `rwkv bench wkv`: WKV op speed against a per-timestep ATen implementation.
+void add_bench_command(CLI::App& app);
+
 }  // namespace rwkv::cli

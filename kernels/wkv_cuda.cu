@@ -1,0 +1,109 @@
+#include "kernels/wkv_cuda.h"
+
+#include <cuda_bf16.h>
+
+#include "kernels/wkv_math.h"
+
+// One thread per (b, c), as the reference kernel; consecutive threads take consecutive channels,
+// so every load and store at a given t is coalesced. Per-thread storage is a few registers: the
+// backward keeps the per-step states in the (3, B, T, C) workspace instead of T-sized arrays.
+namespace rwkv::kernels {
+namespace {
+
+constexpr int kThreads = 128;
+
+__device__ __forceinline__ float load(float x) { return x; }
+__device__ __forceinline__ float load(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <class IO>
+__device__ __forceinline__ IO store(float x);
+template <>
+__device__ __forceinline__ float store<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 store<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+template <class IO>
+__global__ void forward_kernel(WkvCudaForward a) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= a.B * a.C) return;
+  const int64_t b = idx / a.C, c = idx % a.C;
+  const IO* __restrict__ k = static_cast<const IO*>(a.k);
+  const IO* __restrict__ v = static_cast<const IO*>(a.v);
+  IO* __restrict__ y = static_cast<IO*>(a.y);
+  const float w = a.w[c], u = a.u[c];
+  wkv::State<float> s{a.aa[idx], a.bb[idx], a.pp[idx]};
+  for (int64_t t = 0, o = b * a.T * a.C + c; t < a.T; ++t, o += a.C)
+    y[o] = store<IO>(wkv::forward_step(s, w, u, load(k[o]), load(v[o])));
+  a.aa[idx] = s.aa;
+  a.bb[idx] = s.bb;
+  a.pp[idx] = s.pp;
+}
+
+template <class IO>
+__global__ void backward_kernel(WkvCudaBackward a) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= a.B * a.C) return;
+  const int64_t b = idx / a.C, c = idx % a.C;
+  const IO* __restrict__ k = static_cast<const IO*>(a.k);
+  const IO* __restrict__ v = static_cast<const IO*>(a.v);
+  const IO* __restrict__ gy = static_cast<const IO*>(a.gy);
+  IO* __restrict__ gk = static_cast<IO*>(a.gk);
+  IO* __restrict__ gv = static_cast<IO*>(a.gv);
+  const int64_t plane = a.B * a.T * a.C;
+  float* __restrict__ ws_aa = a.workspace;
+  float* __restrict__ ws_bb = ws_aa + plane;
+  float* __restrict__ ws_pp = ws_bb + plane;
+  const float w = a.w[c], u = a.u[c];
+  const int64_t first = b * a.T * a.C + c;
+
+  // Pass 1 (forward): the state before every step.
+  wkv::State<float> s{a.aa0[idx], a.bb0[idx], a.pp0[idx]};
+  for (int64_t t = 0, o = first; t < a.T; ++t, o += a.C) {
+    ws_aa[o] = s.aa;
+    ws_bb[o] = s.bb;
+    ws_pp[o] = s.pp;
+    wkv::update(s, w, load(k[o]), load(v[o]));
+  }
+  // Pass 2 (reverse): every gradient.
+  wkv::Adjoint<float> adj = wkv::adjoint_from_final(s, a.g_aa_T[idx], a.g_bb_T[idx]);
+  float acc_w = 0.f, acc_u = 0.f;
+  for (int64_t t = a.T - 1, o = first + (a.T - 1) * a.C; t >= 0; --t, o -= a.C) {
+    float dk, dv;
+    wkv::backward_step(wkv::State<float>{ws_aa[o], ws_bb[o], ws_pp[o]}, adj, w, u, load(k[o]), load(v[o]),
+                       load(gy[o]), dk, dv, acc_w, acc_u);
+    gk[o] = store<IO>(dk);
+    gv[o] = store<IO>(dv);
+  }
+  wkv::backward_initial(wkv::State<float>{a.aa0[idx], a.bb0[idx], a.pp0[idx]}, adj, a.g_aa0[idx], a.g_bb0[idx],
+                        a.g_pp0[idx], acc_w);
+  a.gw[idx] = acc_w;
+  a.gu[idx] = acc_u;
+}
+
+unsigned blocks_for(int64_t B, int64_t C) { return static_cast<unsigned>((B * C + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+cudaError_t wkv_cuda_forward(WkvIo io, const WkvCudaForward& args, cudaStream_t stream) {
+  const unsigned blocks = blocks_for(args.B, args.C);
+  if (io == WkvIo::bf16)
+    forward_kernel<__nv_bfloat16><<<blocks, kThreads, 0, stream>>>(args);
+  else
+    forward_kernel<float><<<blocks, kThreads, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+cudaError_t wkv_cuda_backward(WkvIo io, const WkvCudaBackward& args, cudaStream_t stream) {
+  const unsigned blocks = blocks_for(args.B, args.C);
+  if (io == WkvIo::bf16)
+    backward_kernel<__nv_bfloat16><<<blocks, kThreads, 0, stream>>>(args);
+  else
+    backward_kernel<float><<<blocks, kThreads, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+}  // namespace rwkv::kernels

@@ -1,0 +1,56 @@
+// The torch side of the WKV CUDA kernels: device guard, current stream, pointers.
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "kernels/wkv_cuda.h"
+#include "kernels/wkv_op.h"
+
+namespace rwkv::kernels {
+namespace {
+
+WkvIo io_of(const at::Tensor& k) {
+  TORCH_CHECK(k.scalar_type() == at::kFloat || k.scalar_type() == at::kBFloat16,
+              "wkv (CUDA): k/v must be float32 or bfloat16, got ", k.scalar_type());
+  return k.scalar_type() == at::kBFloat16 ? WkvIo::bf16 : WkvIo::f32;
+}
+
+}  // namespace
+
+void wkv_forward_cuda(const WkvForwardArgs& a) {
+  const WkvIo io = io_of(a.k);
+  const c10::cuda::CUDAGuard guard(a.k.device());
+  const WkvCudaForward p{a.k.size(0),  a.k.size(1),        a.k.size(2),      a.w.data_ptr<float>(),
+                         a.u.data_ptr<float>(), a.k.data_ptr(), a.v.data_ptr(), a.y.data_ptr(),
+                         a.aa.data_ptr<float>(), a.bb.data_ptr<float>(), a.pp.data_ptr<float>()};
+  C10_CUDA_CHECK(wkv_cuda_forward(io, p, c10::cuda::getCurrentCUDAStream()));
+}
+
+void wkv_backward_cuda(const WkvBackwardArgs& a, const at::Tensor& workspace) {
+  const WkvIo io = io_of(a.k);
+  const c10::cuda::CUDAGuard guard(a.k.device());
+  const WkvCudaBackward p{a.k.size(0),
+                          a.k.size(1),
+                          a.k.size(2),
+                          a.w.data_ptr<float>(),
+                          a.u.data_ptr<float>(),
+                          a.k.data_ptr(),
+                          a.v.data_ptr(),
+                          a.gy.data_ptr(),
+                          a.aa0.data_ptr<float>(),
+                          a.bb0.data_ptr<float>(),
+                          a.pp0.data_ptr<float>(),
+                          a.g_aa_T.data_ptr<float>(),
+                          a.g_bb_T.data_ptr<float>(),
+                          a.gk.data_ptr(),
+                          a.gv.data_ptr(),
+                          a.gw.data_ptr<float>(),
+                          a.gu.data_ptr<float>(),
+                          a.g_aa0.data_ptr<float>(),
+                          a.g_bb0.data_ptr<float>(),
+                          a.g_pp0.data_ptr<float>(),
+                          workspace.data_ptr<float>()};
+  C10_CUDA_CHECK(wkv_cuda_backward(io, p, c10::cuda::getCurrentCUDAStream()));
+}
+
+}  // namespace rwkv::kernels

@@ -1,0 +1,94 @@
+#include "trainer/communicator.h"
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if RWKV_HAVE_CUDA
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace rwkv {
+namespace {
+
+std::shared_ptr<::gloo::transport::Device> gloo_device() {
+  // The same knob the Python front end honours: which interface to bind on multi-homed nodes.
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME")) {
+    return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
+  }
+  return c10d::ProcessGroupGloo::createDefaultDevice();
+}
+
+}  // namespace
+
+Communicator::Communicator(const DistEnv& env, const torch::Device& device,
+                           std::chrono::milliseconds timeout,
+                           std::chrono::milliseconds join_timeout)
+    : env_(env), timeout_(timeout) {
+  if (!env_.distributed()) return;
+  c10d::TCPStoreOptions opts;
+  opts.port = static_cast<std::uint16_t>(env_.master_port);
+  // Under torchrun's agent store the agent is the server; otherwise rank 0 hosts it.
+  opts.isServer = !env_.agent_store && env_.rank == 0;
+  opts.numWorkers = env_.agent_store ? std::nullopt : std::optional<size_t>(env_.world_size);
+  opts.waitWorkers = !env_.agent_store;  // every rank checks in; the server waits for all
+  opts.timeout = join_timeout;
+  auto tcp = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, opts);
+  // torchrun's store is shared with the agent and may hold keys of earlier restarts.
+  store_ = c10::make_intrusive<c10d::PrefixStore>("rwkv", tcp);
+  store_->setTimeout(timeout_);
+  if (device.is_cuda()) {
+#if RWKV_HAVE_CUDA
+    auto o = c10d::ProcessGroupNCCL::Options::create();
+    o->timeout = timeout_;  // NCCL connects lazily, at the first collective
+    backend_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(store_, env_.rank, env_.world_size, o);
+#else
+    throw std::runtime_error("this binary was built without CUDA: cannot use NCCL");
+#endif
+  } else {
+    // Gloo connects the full mesh in its constructor: allow the join timeout for that.
+    auto o = c10d::ProcessGroupGloo::Options::create(join_timeout);
+    o->devices.push_back(gloo_device());
+    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, env_.rank, env_.world_size, o);
+    gloo->setTimeout(timeout_);
+    backend_ = gloo;
+  }
+}
+
+Communicator::~Communicator() = default;
+
+void Communicator::all_reduce_sum(torch::Tensor& tensor) {
+  if (!backend_) return;
+  std::vector<torch::Tensor> ts{tensor};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  backend_->allreduce(ts, o)->wait(timeout_);
+}
+
+void Communicator::broadcast(torch::Tensor& tensor, int root) {
+  if (!backend_) return;
+  std::vector<torch::Tensor> ts{tensor};
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  backend_->broadcast(ts, o)->wait(timeout_);
+}
+
+void Communicator::all_gather(torch::Tensor& out, const torch::Tensor& in) {
+  if (!backend_) {
+    out.copy_(in.view_as(out));
+    return;
+  }
+  std::vector<std::vector<torch::Tensor>> outs(1);
+  outs[0] = out.chunk(env_.world_size);
+  std::vector<torch::Tensor> ins{in};
+  backend_->allgather(outs, ins)->wait(timeout_);
+}
+
+void Communicator::barrier() {
+  if (!backend_) return;
+  backend_->barrier()->wait(timeout_);
+}
+
+}  // namespace rwkv
