@@ -17,8 +17,8 @@ const std::string kBase = R"(model:
   n_embd: 64
   vocab_size: 256
 data:
-  path: corpus.txt
-  format: text
+  path: corpus
+  sampler: magic_prime
   ctx_len: 128
 train:
   run_dir: runs/t
@@ -129,8 +129,8 @@ TEST_CASE("run config: each class of bad config names file, line and field", "[t
   CHECK_THAT(error_of(with("warmup_steps: 50", "warmup_steps: -1")),
              Catch::Contains("cfg.yaml:18: optimizer.warmup_steps"));
   // enum
-  CHECK_THAT(error_of(with("format: text", "format: csv")),
-             Catch::Contains("cfg.yaml:7: data.format: expected one of binidx|hdf5|text, got 'csv'"));
+  CHECK_THAT(error_of(with("sampler: magic_prime", "sampler: shuffled")),
+             Catch::Contains("cfg.yaml:7: data.sampler: expected one of magic_prime|random, got 'shuffled'"));
   // global batch not dividing the mini-epoch in magic_prime mode
   CHECK_THAT(error_of(with("micro_batch: 8", "micro_batch: 11")),
              Catch::Contains("cfg.yaml:11: train.micro_batch") && Catch::Contains("must divide train.epoch_samples = 40320"));

@@ -40,7 +40,7 @@ class MarkovSource : public BatchSource {
 // Model V = 16, 40 samples per mini-epoch, 2 mini-epochs of 10 steps of 4 samples of 8 tokens.
 inline std::string config_yaml(const std::string& run_dir) {
   return R"(model: {n_layer: 1, n_embd: 32, vocab_size: 16}
-data: {path: synthetic, format: text, ctx_len: 8}
+data: {path: synthetic, ctx_len: 8}
 train:
   run_dir: ")" + run_dir + R"("
   micro_batch: 4

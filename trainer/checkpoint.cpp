@@ -1,7 +1,6 @@
 #include "trainer/checkpoint.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -19,14 +18,6 @@ namespace {
 
 constexpr const char* kMarker = "COMPLETE";
 constexpr const char* kFiles[] = {"weights.pt", "optimizer.pt", "rng.pt", "state.json", "config.yaml"};
-
-// Recursive delete through nftw: libtorch.so exports its own copy of the std::filesystem
-// functions, and its remove_all(path) crashes (null call) when it wins symbol resolution.
-void remove_tree(const fs::path& p) {
-  const auto rm = [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); };
-  if (::access(p.c_str(), F_OK) == 0 && ::nftw(p.c_str(), rm, 16, FTW_DEPTH | FTW_PHYS) != 0)
-    throw std::runtime_error(p.string() + ": cannot remove: " + std::strerror(errno));
-}
 
 [[noreturn]] void io_fail(const fs::path& p, const std::string& what) {
   throw std::runtime_error(fmt::format("{}: {}: {}", p.string(), what, std::strerror(errno)));
@@ -180,7 +171,7 @@ fs::path save_checkpoint(const fs::path& dir, const Checkpoint& ckpt, int64_t ke
   fs::create_directories(dir);
   const std::string name = fmt::format("step-{:08d}", ckpt.progress.step);
   const fs::path final_path = dir / name, tmp = dir / (".tmp-" + name);
-  remove_tree(tmp);
+  fs::remove_all(tmp);
   fs::create_directories(tmp);
 
   std::map<std::string, std::vector<char>> files;
@@ -201,7 +192,7 @@ fs::path save_checkpoint(const fs::path& dir, const Checkpoint& ckpt, int64_t ke
     marker["files"][fname] = {{"bytes", bytes.size()}, {"hash", content_hash(bytes)}};
   }
   fsync_path(tmp, O_RDONLY | O_DIRECTORY);
-  remove_tree(final_path);  // a checkpoint of this very step from before a resume
+  fs::remove_all(final_path);  // a checkpoint of this very step from before a resume
   fs::rename(tmp, final_path);
   fsync_path(dir, O_RDONLY | O_DIRECTORY);
 
@@ -213,11 +204,11 @@ fs::path save_checkpoint(const fs::path& dir, const Checkpoint& ckpt, int64_t ke
   // Keep the newest `keep` complete checkpoints; torn ones older than the newest complete go too.
   const auto complete = list_checkpoints(dir);
   const int64_t n_remove = static_cast<int64_t>(complete.size()) - keep;
-  for (int64_t i = 0; i < n_remove; ++i) remove_tree(complete[static_cast<size_t>(i)]);
+  for (int64_t i = 0; i < n_remove; ++i) fs::remove_all(complete[static_cast<size_t>(i)]);
   for (const auto& p : step_dirs(dir))
-    if (!fs::exists(p / kMarker) && step_of(p) < ckpt.progress.step) remove_tree(p);
+    if (!fs::exists(p / kMarker) && step_of(p) < ckpt.progress.step) fs::remove_all(p);
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind(".tmp-", 0) == 0) remove_tree(e.path());
+    if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path());
   return final_path;
 }
 

@@ -19,11 +19,6 @@ namespace {
 template <typename E>
 struct EnumNames;
 template <>
-struct EnumNames<DataFormat> {
-  static constexpr std::pair<DataFormat, const char*> v[] = {
-      {DataFormat::binidx, "binidx"}, {DataFormat::hdf5, "hdf5"}, {DataFormat::text, "text"}};
-};
-template <>
 struct EnumNames<SamplerKind> {
   static constexpr std::pair<SamplerKind, const char*> v[] = {
       {SamplerKind::magic_prime, "magic_prime"}, {SamplerKind::random, "random"}};
@@ -88,15 +83,12 @@ LrMult read_lr_mult(YamlSection& parent, const std::string& key, const LrMult& f
 DataConfig read_data(const YAML::Node& node, const std::string& file, bool ctx_required) {
   YamlSection s(node, file, "data");
   DataConfig d;
-  d.path = s.required<std::string>("path", "the dataset path (binidx prefix, .h5 or text file)");
-  d.format = read_enum(s, "format", DataFormat::binidx);
+  d.path = s.required<std::string>("path", "a token file from `rwkv prep` (binidx prefix or .h5)");
   d.tokenizer = s.optional<std::string>("tokenizer", "byte", "'byte' or a tokenizer JSON file");
   d.sampler = read_enum(s, "sampler", SamplerKind::magic_prime);
   d.ctx_len = ctx_required
                   ? s.required<int64_t>("ctx_len", "a positive integer (tokens per sample)", positive_int)
                   : s.optional<int64_t>("ctx_len", 0, "a positive integer (tokens per sample)", positive_int);
-  if (d.tokenizer != "byte" && d.format != DataFormat::text)
-    s.fail("tokenizer", "only the text format is tokenized at load time; binidx and hdf5 hold token ids");
   s.finish();
   return d;
 }
@@ -390,7 +382,6 @@ std::string RunConfig::to_yaml() const {
 
   e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << data.path;
-  e << YAML::Key << "format" << YAML::Value << name_of(data.format);
   e << YAML::Key << "tokenizer" << YAML::Value << YAML::DoubleQuoted << data.tokenizer;
   e << YAML::Key << "sampler" << YAML::Value << name_of(data.sampler);
   if (data.ctx_len > 0) e << YAML::Key << "ctx_len" << YAML::Value << data.ctx_len;

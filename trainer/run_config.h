@@ -22,16 +22,14 @@ namespace YAML { class Node; }
 
 namespace rwkv::trainer {
 
-enum class DataFormat { binidx, hdf5, text };
 enum class SamplerKind { magic_prime, random };
 enum class Precision { auto_, fp32, bf16 };   // auto: bf16 on CUDA, fp32 on CPU
 enum class DeviceKind { auto_, cpu, cuda };   // auto: CUDA when torch sees one
 enum class ResumeMode { auto_, never };       // auto: continue from the newest complete checkpoint
 
 struct DataConfig {
-  std::string path;                 // binidx prefix (no .bin/.idx), .h5 file, or text file
-  DataFormat format = DataFormat::binidx;
-  std::string tokenizer = "byte";   // "byte" or a tokenizer JSON file (text format only)
+  std::string path;                 // token file from `rwkv prep`: binidx prefix or .h5 (picked by name)
+  std::string tokenizer = "byte";   // "byte" or a tokenizer.json: encodes sample.prompt, decodes output
   SamplerKind sampler = SamplerKind::magic_prime;
   int64_t ctx_len = 0;
 };
