@@ -9,6 +9,7 @@ find_package(nlohmann_json 3 REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(zstd REQUIRED)
 find_package(HDF5 REQUIRED COMPONENTS C)
+find_package(ICU REQUIRED COMPONENTS uc)  # NFC and Unicode classes for the BPE tokenizer
 find_package(Catch2 2 REQUIRED)
 find_package(Threads REQUIRED)
 add_compile_definitions(FMT_HEADER_ONLY=1)

@@ -7,6 +7,8 @@ namespace rwkv::cli {
 
 // `rwkv env`: LibTorch version, threads, CUDA build and visible devices.
 void add_env_command(CLI::App& app);
+// `rwkv prep`: raw text (.jsonl, .jsonl.zst, .txt) → binidx or HDF5 token files.
+void add_prep_command(CLI::App& app);
 
 // `rwkv bench wkv`: WKV op speed against a per-timestep ATen implementation.
 void add_bench_command(CLI::App& app);

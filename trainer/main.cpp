@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   rwkv::cli::add_env_command(app);
   rwkv::cli::add_bench_command(app);
+  rwkv::cli::add_prep_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
