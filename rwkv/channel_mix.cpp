@@ -1,0 +1,24 @@
+#include "rwkv/channel_mix.h"
+
+#include "rwkv/token_shift.h"
+
+namespace rwkv {
+
+ChannelMixImpl::ChannelMixImpl(const ModelConfig& config, const torch::TensorOptions& options) {
+  const int64_t D = config.n_embd, F = config.ffn();
+  time_mix_k = register_parameter("time_mix_k", torch::empty({1, 1, D}, options));
+  time_mix_r = register_parameter("time_mix_r", torch::empty({1, 1, D}, options));
+  key = register_module("key", LinearNoBias(D, F, options));
+  receptance = register_module("receptance", LinearNoBias(D, D, options));
+  value = register_module("value", LinearNoBias(F, D, options));
+}
+
+torch::Tensor ChannelMixImpl::forward(const torch::Tensor& x, ChannelMixState* state) {
+  const torch::Tensor xx = token_shift(x, state ? state->prev_x : torch::Tensor());
+  const torch::Tensor k = torch::relu(key(time_mix(x, xx, time_mix_k))).square();
+  const torch::Tensor r = receptance(time_mix(x, xx, time_mix_r));
+  if (state) state->prev_x = x.select(1, x.size(1) - 1).contiguous();
+  return torch::sigmoid(r) * value(k);
+}
+
+}  // namespace rwkv

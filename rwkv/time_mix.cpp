@@ -1,0 +1,34 @@
+#include "rwkv/time_mix.h"
+
+#include "rwkv/token_shift.h"
+
+namespace rwkv {
+
+TimeMixImpl::TimeMixImpl(const ModelConfig& config, const torch::TensorOptions& options) {
+  const int64_t D = config.n_embd, A = config.att();
+  time_decay = register_parameter("time_decay", torch::empty({A}, options));
+  time_first = register_parameter("time_first", torch::empty({A}, options));
+  time_mix_k = register_parameter("time_mix_k", torch::empty({1, 1, D}, options));
+  time_mix_v = register_parameter("time_mix_v", torch::empty({1, 1, D}, options));
+  time_mix_r = register_parameter("time_mix_r", torch::empty({1, 1, D}, options));
+  key = register_module("key", LinearNoBias(D, A, options));
+  value = register_module("value", LinearNoBias(D, A, options));
+  receptance = register_module("receptance", LinearNoBias(D, A, options));
+  output = register_module("output", LinearNoBias(A, D, options));
+}
+
+torch::Tensor TimeMixImpl::forward(const torch::Tensor& x, TimeMixState* state) {
+  const torch::Tensor xx = token_shift(x, state ? state->prev_x : torch::Tensor());
+  const torch::Tensor k = key(time_mix(x, xx, time_mix_k));
+  const torch::Tensor v = value(time_mix(x, xx, time_mix_v));
+  const torch::Tensor r = receptance(time_mix(x, xx, time_mix_r));
+  WkvOutput wkv_out = state ? wkv(time_decay, time_first, k, v, state->wkv)
+                            : wkv(time_decay, time_first, k, v);
+  if (state) {
+    state->prev_x = x.select(1, x.size(1) - 1).contiguous();
+    state->wkv = std::move(wkv_out.state);
+  }
+  return output(torch::sigmoid(r) * wkv_out.y);
+}
+
+}  // namespace rwkv
