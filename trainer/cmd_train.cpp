@@ -15,6 +15,7 @@
 #include "rwkv/init.h"
 #include "rwkv/model.h"
 #include "rwkv/rnn.h"
+#include "rwkv/yaml_section.h"
 #include "trainer/commands.h"
 #include "trainer/dataset_source.h"
 #include "trainer/train_loop.h"
