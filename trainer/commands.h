@@ -12,6 +12,8 @@ void add_prep_command(CLI::App& app);
 
 // `rwkv info CONFIG`: architecture, tensors with init rules, parameter count, FLOPs, memory.
 void add_info_command(CLI::App& app);
+// `rwkv train CONFIG [--resume] [--set k=v]...`: a pretraining run from YAML (trainer/train_loop.h).
+void add_train_command(CLI::App& app);
 // `rwkv bench wkv`: WKV op speed against a per-timestep ATen implementation.
 void add_bench_command(CLI::App& app);
 // `rwkv export`: weights → .pth (reference keys) / Hugging Face folder / safetensors.

@@ -7,6 +7,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"RWKV-4 pretraining framework (LibTorch)", "rwkv"};
   app.require_subcommand(1);
+  rwkv::cli::add_train_command(app);
   rwkv::cli::add_env_command(app);
   rwkv::cli::add_info_command(app);
   rwkv::cli::add_bench_command(app);

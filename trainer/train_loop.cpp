@@ -1,0 +1,270 @@
+#include "trainer/train_loop.h"
+
+#include <ATen/autocast_mode.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+
+#include "rwkv/yaml_section.h"
+#include "trainer/l2wrap.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/metrics.h"
+
+namespace rwkv::trainer {
+namespace fs = std::filesystem;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// bf16 compute on CUDA with the fp32 parameters as master weights: autocast casts each matmul's
+// inputs to bf16 and keeps LayerNorm, softmax/CE and the WKV state in fp32. The cast cache is
+// cleared on exit, or the bf16 copies would go stale after the optimizer step (LIBTORCH-NOTES).
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool on) : on_(on) {
+    if (!on_) return;
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool on_;
+};
+
+void write_text_atomically(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    if (!out) throw std::runtime_error(tmp.string() + ": cannot write");
+  }
+  fs::rename(tmp, path);
+}
+
+void copy_weights(const NamedTensors& params, const std::map<std::string, torch::Tensor>& weights,
+                  const std::string& source) {
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, p] : params) {
+    const auto it = weights.find(name);
+    if (it == weights.end()) throw std::runtime_error(source + ": no weight '" + name + "'");
+    if (!it->second.sizes().equals(p.sizes()))
+      throw std::runtime_error(fmt::format("{}: '{}' has shape {}, the model {}", source, name,
+                                           fmt::join(it->second.sizes(), "x"), fmt::join(p.sizes(), "x")));
+    p.copy_(it->second);
+  }
+}
+
+NamedTensors named_parameters(torch::nn::Module& m) {
+  NamedTensors out;
+  for (const auto& kv : m.named_parameters()) out.emplace_back(kv.key(), kv.value());
+  return out;
+}
+
+}  // namespace
+
+torch::Device resolve_device(const RunConfig& c) {
+  const bool cuda = c.train.device == DeviceKind::cuda ||
+                    (c.train.device == DeviceKind::auto_ && torch::cuda::is_available());
+  if (cuda && !torch::cuda::is_available())
+    throw ConfigError(c.file + ": train.device: cuda requested but torch sees no CUDA device");
+  if (cuda && c.model.n_embd % 32 != 0)
+    throw ConfigError(fmt::format("{}: train.device: cuda needs model.n_embd to be a multiple of 32, got {}",
+                                  c.file, c.model.n_embd));
+  if (!cuda && c.train.precision == Precision::bf16)
+    throw ConfigError(c.file + ": train.precision: bf16 needs a CUDA device (the CPU path trains in fp32)");
+  return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+}
+
+TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControls& controls) {
+  const auto print = controls.print ? controls.print : [](const std::string& s) { std::printf("%s\n", s.c_str()); std::fflush(stdout); };
+  const auto warn = controls.warn ? controls.warn : [](const std::string& s) { std::fprintf(stderr, "warning: %s\n", s.c_str()); };
+  const torch::Device device = resolve_device(cfg);
+  const bool bf16 = device.is_cuda() && cfg.train.precision != Precision::fp32;
+
+  const fs::path run_dir = cfg.train.run_dir, ckpt_dir = cfg.checkpoint.dir;
+  fs::create_directories(run_dir);
+  const std::string config_yaml = cfg.to_yaml(), config_hash = cfg.hash();
+
+  const NamedTensors params = named_parameters(*env.model);
+  Adam adam(params, cfg.optimizer);
+  TrainReport report;
+  TrainProgress& progress = report.progress;
+
+  // Resume, or start from another run's weights, or from the caller's initialisation.
+  std::optional<std::pair<fs::path, Checkpoint>> latest;
+  if (cfg.checkpoint.resume == ResumeMode::auto_) latest = load_latest_checkpoint(ckpt_dir, warn);
+  if (latest) {
+    const auto& [path, ck] = *latest;
+    const RunConfig saved = parse_run_config(ck.config_yaml, (path / "config.yaml").string());
+    const std::string change = unsafe_resume_change(saved, cfg);
+    if (!change.empty())
+      throw ConfigError(fmt::format("{}: cannot resume from {}: the config changed in a field that alters the run: {} "
+                                    "(start a new run_dir, or set checkpoint.resume: never)",
+                                    cfg.file, path.string(), change));
+    copy_weights(params, ck.weights, path.string());
+    adam.load_state(ck.optimizer, ck.progress.adam_steps);
+    restore_rng(ck);
+    progress = ck.progress;
+    report.resumed = true;
+    print(fmt::format("resumed from {} (step {}, stage {}, stage step {})", path.string(), progress.step,
+                      progress.stage, progress.stage_step));
+  } else if (!cfg.checkpoint.init_from.empty()) {
+    const fs::path from = cfg.checkpoint.init_from;
+    if (fs::is_directory(from)) {
+      copy_weights(params, load_checkpoint(from).weights, from.string());
+    } else if (from.extension() == ".pth" && env.load_pth) {
+      copy_weights(params, env.load_pth(from.string()), from.string());
+    } else {
+      throw ConfigError(cfg.file + ": checkpoint.init_from: '" + from.string() +
+                        "' is neither a checkpoint directory nor a readable .pth file");
+    }
+    print("initial weights from " + from.string());
+  }
+  write_text_atomically(run_dir / "config.yaml", config_yaml);
+  MetricsLog metrics(run_dir / "metrics.jsonl", progress.step);
+
+  const auto checkpoint_now = [&] {
+    Checkpoint ck;
+    ck.progress = progress;
+    ck.progress.adam_steps = adam.steps();
+    for (const auto& [name, p] : params) ck.weights[name] = p;
+    for (const auto& [name, t] : adam.state()) ck.optimizer[name] = t;
+    capture_rng(ck);
+    ck.config_yaml = config_yaml;
+    ck.config_hash = config_hash;
+    report.checkpoint = save_checkpoint(ckpt_dir, ck, cfg.checkpoint.keep);
+  };
+
+  const int64_t end_step = cfg.train.max_steps > 0 ? std::min(cfg.train.max_steps, cfg.total_steps()) : cfg.total_steps();
+  const int64_t V = cfg.model.vocab_size;
+  auto interval_start = Clock::now();
+  int64_t interval_steps = 0, interval_applied = 0;
+  double interval_tokens = 0, interval_loss = 0, step_seconds_avg = 0;
+
+  for (; progress.stage < static_cast<int64_t>(cfg.stages.size());
+       ++progress.stage, progress.stage_step = 0, progress.stage_samples = 0) {
+    const Stage& stage = cfg.stages[static_cast<size_t>(progress.stage)];
+    if (progress.stage_step >= stage.steps) continue;
+    if (progress.step >= end_step) break;
+    auto source = env.data(stage);
+    print(fmt::format("stage {}: ctx_len {}, global batch {} ({} x {}), {} steps", progress.stage, stage.ctx_len,
+                      stage.global_batch(), stage.micro_batch, stage.grad_accum, stage.steps));
+
+    while (progress.stage_step < stage.steps) {
+      if (progress.step >= end_step) break;
+      const double lr = learning_rate(stage, progress.stage_step);
+      for (const auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
+
+      double loss_sum = 0;
+      for (int64_t micro = 0; micro < stage.grad_accum; ++micro) {
+        const bool stop = (controls.stop && controls.stop->load()) ||
+                          (controls.stop_before && controls.stop_before(progress, micro));
+        if (stop) {
+          // The partial accumulation is dropped: the checkpoint holds the last complete step, and
+          // the resumed run redoes this one from its first micro-batch on the same samples.
+          checkpoint_now();
+          report.exit = TrainExit::stopped;
+          print(fmt::format("stopped at step {}; checkpoint {}", progress.step, report.checkpoint.string()));
+          return report;
+        }
+        const auto batch = source->samples(progress.stage_samples + micro * stage.micro_batch, stage.micro_batch)
+                               .to(device, torch::kLong);
+        const auto inputs = batch.narrow(1, 0, stage.ctx_len), targets = batch.narrow(1, 1, stage.ctx_len);
+        torch::Tensor loss, total;
+        {
+          AutocastScope autocast(bf16);
+          const auto logits = env.forward(inputs);
+          loss = torch::nn::functional::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32),
+                                                      targets.reshape({-1}));
+          total = cfg.optimizer.l2wrap > 0 ? l2wrap(loss, logits, cfg.optimizer.l2wrap) : loss;
+        }
+        // Each micro-batch's loss is divided by grad_accum so the summed gradient is that of one
+        // batch of micro_batch·grad_accum samples; L2Wrap follows the same scale (trainer/l2wrap.h).
+        (total / static_cast<double>(stage.grad_accum)).backward();
+        loss_sum += loss.item<double>();
+      }
+      if (controls.after_backward) controls.after_backward(progress, params);
+
+      const double loss = loss_sum / static_cast<double>(stage.grad_accum);
+      const double norm = global_grad_norm(params);
+      const bool finite = std::isfinite(loss) && std::isfinite(norm);
+      if (finite) {
+        clip_gradients(params, norm, cfg.optimizer.grad_clip);
+        adam.step(lr, stage.lr_mult);
+        progress.skipped_in_row = 0;
+      } else {
+        ++progress.skipped_total;
+        ++progress.skipped_in_row;
+        warn(fmt::format("step {}: non-finite {} (loss {}, grad norm {}); step skipped ({} in a row, limit {})",
+                         progress.step + 1, std::isfinite(loss) ? "gradient" : "loss", loss, norm,
+                         progress.skipped_in_row, cfg.train.nan_skip_limit));
+      }
+      for (const auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
+      report.losses.push_back(finite ? loss : std::numeric_limits<double>::quiet_NaN());
+      ++progress.step;
+      ++progress.stage_step;
+      progress.stage_samples += stage.global_batch();
+      progress.tokens += static_cast<double>(stage.global_batch() * stage.ctx_len);
+      progress.adam_steps = adam.steps();
+
+      if (progress.skipped_in_row >= cfg.train.nan_skip_limit) {
+        checkpoint_now();  // the weights are still the last good ones: skipped steps never touch them
+        throw std::runtime_error(fmt::format(
+            "{} non-finite steps in a row (train.nan_skip_limit) at step {}: stopping; the last good state is in {}",
+            progress.skipped_in_row, progress.step, report.checkpoint.string()));
+      }
+
+      ++interval_steps;
+      interval_tokens += static_cast<double>(stage.global_batch() * stage.ctx_len);
+      if (finite) {
+        interval_loss += loss;
+        ++interval_applied;
+      }
+      const bool last = progress.step >= end_step || progress.stage_step >= stage.steps;
+      if (progress.step % cfg.log.every_steps == 0 || last) {
+        const double seconds = std::chrono::duration<double>(Clock::now() - interval_start).count();
+        const double per_step = seconds / static_cast<double>(interval_steps);
+        step_seconds_avg = step_seconds_avg == 0 ? per_step : 0.7 * step_seconds_avg + 0.3 * per_step;
+        MetricsRow row;
+        row.step = progress.step;
+        row.stage = progress.stage;
+        row.mini_epoch = static_cast<double>(progress.stage_samples) / static_cast<double>(cfg.train.epoch_samples);
+        row.loss = interval_applied ? interval_loss / static_cast<double>(interval_applied)
+                                    : std::numeric_limits<double>::quiet_NaN();
+        row.lr = lr;
+        row.grad_norm = norm;
+        row.tokens_per_s = seconds > 0 ? interval_tokens / seconds : 0;
+        if (cfg.log.peak_tflops > 0)
+          row.mfu = row.tokens_per_s * 3 * env.forward_flops_per_token / (cfg.log.peak_tflops * 1e12);
+        row.memory_gib = resident_memory_gib();
+        row.eta_s = step_seconds_avg * static_cast<double>(end_step - progress.step);
+        row.skipped = progress.skipped_total;
+        print(format_metrics_line(row));
+        metrics.append(row);
+        interval_start = Clock::now();
+        interval_steps = interval_applied = 0;
+        interval_tokens = interval_loss = 0;
+      }
+      if (progress.step % cfg.checkpoint.every_steps == 0 && !last) checkpoint_now();
+    }
+    if (progress.stage_step < stage.steps) break;  // stopped by max_steps inside the stage
+  }
+
+  checkpoint_now();
+  report.exit = progress.step >= cfg.total_steps() ? TrainExit::finished : TrainExit::max_steps;
+  print(fmt::format("{} at step {}; checkpoint {}", report.exit == TrainExit::finished ? "finished" : "reached max_steps",
+                    progress.step, report.checkpoint.string()));
+  return report;
+}
+
+}  // namespace rwkv::trainer

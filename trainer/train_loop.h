@@ -1,0 +1,70 @@
+#pragma once
+// The training run of RECIPE §5–§8: for each stage, steps of grad_accum micro-batches
+// (forward → cross-entropy + L2Wrap → backward), a non-finite guard, global-norm clipping, Adam at
+// the scheduled learning rate; metrics lines and metrics.jsonl; atomic checkpoints every N steps,
+// at the end, on a stop request and before a non-finite abort; resume from the newest complete
+// checkpoint (bit-exact on CPU).
+//
+// The model and the data reach the loop through TrainEnv, so the loop's mechanics are testable on
+// any module; cmd_train.cpp builds the real RWKV and dataset.
+#include <torch/torch.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "trainer/batch_source.h"
+#include "trainer/checkpoint.h"
+#include "trainer/optimizer.h"
+#include "trainer/run_config.h"
+
+namespace rwkv::trainer {
+
+struct TrainEnv {
+  // Its parameters are the fp32 master weights, on the run's device, initialised by the caller
+  // (the loop overwrites them on resume or init_from).
+  std::shared_ptr<torch::nn::Module> model;
+  // tokens (B, T) int64 → logits (B, T, V).
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
+  // The data of one stage.
+  std::function<std::unique_ptr<BatchSource>(const Stage&)> data;
+  // Forward FLOPs per token (2(13LD² + VD), RECIPE §1); a training token costs 3×. For MFU.
+  double forward_flops_per_token = 0;
+  // Weights for checkpoint.init_from given as a .pth file (name → tensor); unset: unsupported.
+  std::function<std::map<std::string, torch::Tensor>(const std::string& path)> load_pth;
+};
+
+struct TrainControls {
+  // Set asynchronously (SIGINT/SIGTERM): the loop checkpoints the last complete step and returns.
+  const std::atomic<bool>* stop = nullptr;
+  // Tests: asked before each micro-batch (micro = 0 … grad_accum−1 of the step after `p`);
+  // true acts like a stop request there.
+  std::function<bool(const TrainProgress& p, int64_t micro)> stop_before;
+  // Tests: called after the step's backward, before the guard (to inject non-finite gradients).
+  std::function<void(const TrainProgress& p, const NamedTensors& params)> after_backward;
+  // Where lines go (default: stdout / stderr for warnings).
+  std::function<void(const std::string&)> print, warn;
+};
+
+enum class TrainExit { finished, max_steps, stopped };
+
+struct TrainReport {
+  TrainExit exit = TrainExit::finished;
+  TrainProgress progress;
+  std::vector<double> losses;          // mean loss of each step this process ran (skipped: NaN)
+  std::filesystem::path checkpoint;    // the last one written
+  bool resumed = false;
+};
+
+// The device the config asks for (auto: CUDA when torch sees it). Throws ConfigError for
+// device-dependent constraints (bf16 without CUDA, D % 32 on CUDA).
+torch::Device resolve_device(const RunConfig& config);
+
+// Runs (or resumes) the run. Throws std::runtime_error when nan_skip_limit non-finite steps come
+// in a row (after checkpointing the last good state), ConfigError on an unsafe config change.
+TrainReport run_training(const RunConfig& config, TrainEnv& env, const TrainControls& controls = {});
+
+}  // namespace rwkv::trainer
