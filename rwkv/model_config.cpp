@@ -1,5 +1,7 @@
 #include "rwkv/model_config.h"
 
+#include <fmt/format.h>
+
 #include "rwkv/yaml_section.h"
 
 namespace rwkv {
@@ -16,6 +18,21 @@ ModelConfig model_config_from_yaml(const YAML::Node& node, const std::string& fi
   c.dim_ffn = s.optional<int64_t>("dim_ffn", 0, "a positive integer, or 0 for 4*n_embd", non_negative);
   s.finish();
   return c;
+}
+
+ModelConfig model_config_from_file(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw ConfigError(path + ": cannot open the config file");
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(fmt::format("{}:{}:{}: invalid YAML: {}", path, e.mark.line + 1,
+                                  e.mark.column + 1, e.msg));
+  }
+  if (!root.IsMap()) throw ConfigError(path + ": expected a mapping with a 'model:' section");
+  if (!root["model"]) throw ConfigError(path + ": no 'model:' section");
+  return model_config_from_yaml(root["model"], path);
 }
 
 }  // namespace rwkv

@@ -22,4 +22,8 @@ struct ModelConfig {
 // Reads and validates the `model:` mapping (unknown keys, types, positivity); `file` labels errors.
 ModelConfig model_config_from_yaml(const YAML::Node& node, const std::string& file);
 
+// Reads only the `model:` section of a YAML config file (`rwkv info`, `rwkv plan`: commands that
+// need the shape, not a whole run); errors name the file and line.
+ModelConfig model_config_from_file(const std::string& path);
+
 }  // namespace rwkv

@@ -18,23 +18,6 @@
 namespace rwkv::cli {
 namespace {
 
-// Reads only the file's `model:` section; the other top-level sections (train, optimizer, ...)
-// are left to the trainer's full config loader, which is to replace this function.
-ModelConfig read_model_section(const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw ConfigError(path + ": cannot open the config file");
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(fmt::format("{}:{}:{}: invalid YAML: {}", path, e.mark.line + 1,
-                                  e.mark.column + 1, e.msg));
-  }
-  if (!root.IsMap()) throw ConfigError(path + ": expected a mapping with a 'model:' section");
-  if (!root["model"]) throw ConfigError(path + ": no 'model:' section");
-  return model_config_from_yaml(root["model"], path);
-}
-
 std::string shape_text(torch::IntArrayRef sizes) {
   std::string s = "[";
   for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
@@ -44,7 +27,7 @@ std::string shape_text(torch::IntArrayRef sizes) {
 double gib(int64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0); }
 
 void print_info(const std::string& path) {
-  const ModelConfig config = read_model_section(path);
+  const ModelConfig config = model_config_from_file(path);
   const RWKV model(config, torch::TensorOptions().device(torch::kMeta));
   const InitOptions init;  // the table shows the emb scale's default; training passes lr_init
 

@@ -20,5 +20,7 @@ void add_bench_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 // `rwkv import`: released .pth or HF folder → a weights file checked against a config.
 void add_import_command(CLI::App& app);
+// `rwkv plan CONFIG --gpus N --gpu-mem GB`: per-GPU memory under DDP / ZeRO-1 / ZeRO-2.
+void add_plan_command(CLI::App& app);
 
 }  // namespace rwkv::cli
