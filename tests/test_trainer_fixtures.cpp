@@ -1,5 +1,9 @@
 #include "tests/test_trainer_fixtures.h"
 
+#include "rwkv/init.h"
+#include "rwkv/model.h"
+#include "trainer/init_weights_file.h"
+
 namespace rwkv::test::trainer {
 namespace {
 
@@ -26,6 +30,20 @@ TrainEnv make_env(const RunConfig& config, int64_t branches) {
   env.data = [V = config.model.vocab_size, branches](const Stage& s) {
     return std::make_unique<MarkovSource>(V, branches, s.ctx_len);
   };
+  return env;
+}
+
+TrainEnv make_rwkv_env(const RunConfig& config, int64_t branches) {
+  RWKV model(config.model, torch::TensorOptions().dtype(torch::kFloat32));
+  init_weights(model, InitOptions{.seed = config.train.seed, .emb_scale = config.optimizer.lr_init});
+  TrainEnv env;
+  env.model = model.ptr();
+  env.forward = [model](const torch::Tensor& tokens) mutable { return model->forward(tokens); };
+  env.data = [V = config.model.vocab_size, branches](const Stage& s) {
+    return std::make_unique<MarkovSource>(V, branches, s.ctx_len);
+  };
+  env.forward_flops_per_token = static_cast<double>(forward_flops_per_token(*model));
+  env.load_pth = [m = config.model](const std::string& path) { return read_init_weights(path, m); };
   return env;
 }
 

@@ -57,6 +57,24 @@ checkpoint: {every_steps: 100, keep: 2}
 // The model the loop trains in these tests, built fresh (a new "process") from the config's seed.
 TrainEnv make_env(const RunConfig& config, int64_t branches = 3);
 
+// The real RWKV of config.model, initialised as `rwkv train` does (rwkv/init.h, the config's seed,
+// emb scale lr_init), trained on the MarkovSource; init_from .pth files are read as `rwkv train`
+// reads them (trainer/init_weights_file.h).
+TrainEnv make_rwkv_env(const RunConfig& config, int64_t branches = 3);
+
+// Runs the enclosing scope on one intra-op thread. The tiny models here gain nothing from more,
+// and on a loaded 2-core CI machine OpenMP's spinning threads make them ~30x slower.
+class OneThread {
+ public:
+  OneThread() : previous_(torch::get_num_threads()) { torch::set_num_threads(1); }
+  ~OneThread() { torch::set_num_threads(previous_); }
+  OneThread(const OneThread&) = delete;
+  OneThread& operator=(const OneThread&) = delete;
+
+ private:
+  int previous_;
+};
+
 inline TrainControls quiet() {
   TrainControls c;
   c.print = [](const std::string&) {};

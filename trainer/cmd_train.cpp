@@ -18,6 +18,7 @@
 #include "rwkv/yaml_section.h"
 #include "trainer/commands.h"
 #include "trainer/dataset_source.h"
+#include "trainer/init_weights_file.h"
 #include "trainer/train_loop.h"
 
 namespace rwkv::cli {
@@ -79,6 +80,7 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
     return trainer::make_dataset_source(dataset, cfg, stage);
   };
   env.forward_flops_per_token = static_cast<double>(forward_flops_per_token(*model));
+  env.load_pth = [&cfg](const std::string& path) { return trainer::read_init_weights(path, cfg.model); };
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
