@@ -52,6 +52,8 @@ TEST_CASE("size configs: Table 3 schedule, then 1024 -> 2048 (10B) -> 4096 (100B
     CHECK(c.data.sampler == SamplerKind::magic_prime);
     CHECK(c.train.precision == Precision::bf16);
     CHECK(c.train.device == DeviceKind::cuda);
+    // Only 14B needs its activations recomputed to fit 80 GB GPUs (rwkv plan).
+    CHECK(c.train.activation_checkpointing == (std::string(size.tag) == "14b"));
     CHECK(c.train.epoch_samples == 40320);
     CHECK(c.optimizer.beta1 == 0.9);
     CHECK(c.optimizer.beta2 == 0.99);

@@ -1,5 +1,6 @@
 #include "tests/test_trainer_fixtures.h"
 
+#include "rwkv/block_recompute.h"
 #include "rwkv/init.h"
 #include "rwkv/model.h"
 #include "trainer/init_weights_file.h"
@@ -38,7 +39,9 @@ TrainEnv make_rwkv_env(const RunConfig& config, int64_t branches) {
   init_weights(model, InitOptions{.seed = config.train.seed, .emb_scale = config.optimizer.lr_init});
   TrainEnv env;
   env.model = model.ptr();
-  env.forward = [model](const torch::Tensor& tokens) mutable { return model->forward(tokens); };
+  env.forward = [model, recompute = config.train.activation_checkpointing](const torch::Tensor& tokens) mutable {
+    return recompute ? forward_recomputing_blocks(*model, tokens) : model->forward(tokens);
+  };
   env.data = [V = config.model.vocab_size, branches](const Stage& s) {
     return std::make_unique<MarkovSource>(V, branches, s.ctx_len);
   };

@@ -58,7 +58,7 @@ checkpoint: {every_steps: 100, keep: 2}
 TrainEnv make_env(const RunConfig& config, int64_t branches = 3);
 
 // The real RWKV of config.model, initialised as `rwkv train` does (rwkv/init.h, the config's seed,
-// emb scale lr_init), trained on the MarkovSource; init_from .pth files are read as `rwkv train`
+// emb scale lr_init; train.activation_checkpointing as `rwkv train`), trained on the MarkovSource; init_from .pth files are read as `rwkv train`
 // reads them (trainer/init_weights_file.h).
 TrainEnv make_rwkv_env(const RunConfig& config, int64_t branches = 3);
 

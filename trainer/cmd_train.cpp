@@ -12,6 +12,7 @@
 
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
+#include "rwkv/block_recompute.h"
 #include "rwkv/init.h"
 #include "rwkv/model.h"
 #include "rwkv/rnn.h"
@@ -75,7 +76,9 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
 
   trainer::TrainEnv env;
   env.model = model.ptr();
-  env.forward = [model](const torch::Tensor& tokens) mutable { return model->forward(tokens); };
+  env.forward = [model, recompute = cfg.train.activation_checkpointing](const torch::Tensor& tokens) mutable {
+    return recompute ? forward_recomputing_blocks(*model, tokens) : model->forward(tokens);
+  };
   env.data = [dataset, &cfg](const trainer::Stage& stage) {
     return trainer::make_dataset_source(dataset, cfg, stage);
   };

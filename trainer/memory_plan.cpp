@@ -62,6 +62,10 @@ MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding) {
   e.activations = tokens * (m.n_layer * per_block + outside);
   // Checkpointing keeps each block's input and recomputes one block at a time in backward.
   e.activations_ckpt = tokens * (m.n_layer * m.n_embd * req.compute_bytes + per_block + outside);
+  e.block = tokens * per_block;
+  // The WKV backward's (3, B, T, A) fp32 workspace (rwkv/wkv.h) and the gradients of the block's
+  // input and output.
+  e.block_backward = tokens * (3.0 * m.att() * 4 + 2.0 * m.n_embd * req.compute_bytes);
   // Logits in compute precision, then fp32 log-softmax and its gradient.
   e.head = tokens * m.vocab_size * (req.compute_bytes + 4.0 + 4.0);
   return e;

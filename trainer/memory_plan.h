@@ -3,7 +3,8 @@
 // model state under DDP, ZeRO-1 and ZeRO-2, and activations with and without per-block
 // activation checkpointing. The activation terms itemise what autograd keeps alive for the
 // backward of our forward (rwkv/time_mix.cpp, channel_mix.cpp, model.cpp); they are checked
-// against measured peaks of real CPU runs (tests/test_memory_plan.cpp).
+// against measured peaks of real CPU runs (tests/test_block_recompute.cpp).
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -33,11 +34,18 @@ struct MemoryEstimate {
   // Activations of one micro-batch, bytes per GPU.
   double activations = 0;       // everything kept for backward
   double activations_ckpt = 0;  // with per-block checkpointing (block inputs + one block recomputed)
+  double block = 0;             // one block's share of `activations` (what a recompute rebuilds)
+  double block_backward = 0;    // transient of one block's backward: WKV's fp32 workspace, dx buffers
   double head = 0;              // logits, log-softmax and their gradient (V per token, fp32)
 
   double state() const { return weights + grads + master + adam; }
+  // Without checkpointing the head's buffers meet every activation at the start of backward. With
+  // it they do not meet the recomputed block: the head's gradient is gone before the last block is
+  // rebuilt, so the peak is the block inputs plus the larger of the head and a block being rebuilt
+  // and differentiated (checked against measured CPU runs, tests/test_block_recompute.cpp).
   double total(bool checkpointing) const {
-    return state() + head + (checkpointing ? activations_ckpt : activations);
+    if (!checkpointing) return state() + head + activations;
+    return state() + activations_ckpt - block + std::max(head, block + block_backward);
   }
 };
 

@@ -108,6 +108,7 @@ TrainConfig read_train(YamlSection& s, bool epoch_count_required) {
   t.device = read_enum(s, "device", DeviceKind::auto_);
   t.nan_skip_limit = s.optional<int64_t>("nan_skip_limit", 10, "a positive integer", positive_int);
   t.threads = s.optional<int64_t>("threads", 0, "a non-negative integer (0: LibTorch's default)", non_negative_int);
+  t.activation_checkpointing = s.optional<bool>("activation_checkpointing", false, "true or false");
   return t;
 }
 
@@ -399,6 +400,7 @@ std::string RunConfig::to_yaml() const {
   e << YAML::Key << "device" << YAML::Value << name_of(train.device);
   e << YAML::Key << "nan_skip_limit" << YAML::Value << train.nan_skip_limit;
   e << YAML::Key << "threads" << YAML::Value << train.threads;
+  e << YAML::Key << "activation_checkpointing" << YAML::Value << train.activation_checkpointing;
   e << YAML::EndMap;
 
   e << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap;
@@ -470,8 +472,10 @@ std::string unsafe_resume_change(const RunConfig& saved, const RunConfig& curren
   flatten(YAML::Load(current.to_yaml()), "", b);
   const size_t saved_stages = saved.explicit_stages ? saved.stages.size() : 0;
   const auto safe = [&](const std::string& key) {
+    // activation_checkpointing recomputes the same arithmetic: the gradients do not change.
     static const char* prefixes[] = {"train.max_steps", "train.nan_skip_limit", "train.threads",
-                                     "train.run_dir", "checkpoint.", "log.", "sample."};
+                                     "train.activation_checkpointing", "train.run_dir", "checkpoint.",
+                                     "log.", "sample."};
     for (const char* p : prefixes)
       if (key.rfind(p, 0) == 0) return true;
     // Stages appended after the saved ones only lengthen the run.

@@ -46,6 +46,9 @@ struct TrainConfig {
   DeviceKind device = DeviceKind::auto_;
   int64_t nan_skip_limit = 10;      // this many non-finite steps in a row stop the run
   int64_t threads = 0;              // CPU intra-op threads (0: LibTorch's default)
+  // Recompute each block's forward in backward, keeping only block inputs (rwkv/block_recompute.h):
+  // activation memory of about one block instead of L, for a third more compute. Same gradients.
+  bool activation_checkpointing = false;
 };
 
 // Learning-rate multipliers by parameter-name suffix (RECIPE §6: time_decay 2×, time_first 3×).
