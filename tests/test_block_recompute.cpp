@@ -93,10 +93,11 @@ TEST_CASE("block recomputation gives the plain model's loss and gradients", "[mo
 TEST_CASE("train.activation_checkpointing trains the same run as without it", "[trainer]") {
   rwkv::test::TempDir dir("rwkv-recompute-run");
   const tt::OneThread one_thread;
-  const auto run = [&](bool recompute) {
+  const auto run = [&](bool recompute, const std::string& run_dir, int max_steps) {
     const auto cfg = rwkv::trainer::parse_run_config(
-        tt::config_yaml((dir / (recompute ? "ckpt" : "plain")).string()), "test.yaml",
-        {rwkv::trainer::parse_override("model.n_layer=2"), rwkv::trainer::parse_override("train.max_steps=5"),
+        tt::config_yaml((dir / run_dir).string()), "test.yaml",
+        {rwkv::trainer::parse_override("model.n_layer=2"),
+         rwkv::trainer::parse_override(fmt::format("train.max_steps={}", max_steps)),
          rwkv::trainer::parse_override(fmt::format("train.activation_checkpointing={}", recompute))});
     auto env = tt::make_rwkv_env(cfg);
     const auto report = rwkv::trainer::run_training(cfg, env, tt::quiet());
@@ -104,13 +105,21 @@ TEST_CASE("train.activation_checkpointing trains the same run as without it", "[
     for (const auto& kv : env.model->named_parameters()) weights[kv.key()] = kv.value().detach().clone();
     return std::make_pair(report.losses, weights);
   };
-  const auto [plain_losses, plain_weights] = run(false);
-  const auto [ckpt_losses, ckpt_weights] = run(true);
+  const auto [plain_losses, plain_weights] = run(false, "plain", 5);
+  const auto [ckpt_losses, ckpt_weights] = run(true, "ckpt", 5);
   REQUIRE(plain_losses.size() == 5);
   CHECK(ckpt_losses == plain_losses);
   for (const auto& [name, w] : plain_weights) {
     INFO(name);
     CHECK(torch::equal(ckpt_weights.at(name), w));
+  }
+  // Switching it on when resuming is a safe change, and the run continues unchanged.
+  run(false, "switch", 3);
+  const auto [resumed_losses, resumed_weights] = run(true, "switch", 5);
+  CHECK(resumed_losses == std::vector<double>(plain_losses.begin() + 3, plain_losses.end()));
+  for (const auto& [name, w] : plain_weights) {
+    INFO(name);
+    CHECK(torch::equal(resumed_weights.at(name), w));
   }
 }
 
