@@ -46,6 +46,12 @@ struct TrainConfig {
   DeviceKind device = DeviceKind::auto_;
   int64_t nan_skip_limit = 10;      // this many non-finite steps in a row stop the run
   int64_t threads = 0;              // CPU intra-op threads (0: LibTorch's default)
+  // Several ranks (torchrun/Slurm/MPI): global batch = micro_batch·grad_accum whatever the world
+  // size W; each rank runs grad_accum/W micro-batches of micro_batch samples per step (W must
+  // divide grad_accum), so a run resumes on another W unchanged.
+  double dist_timeout_s = 600;      // a collective that takes longer (a rank died or hung) fails the run
+  int64_t zero_stage = 0;           // 0: replicated Adam; 1: Adam moments sharded; 2: gradients too (ZeRO)
+  double grad_bucket_mb = 25;       // size of the flat fp32 buckets gradients are reduced in
 };
 
 // Learning-rate multipliers by parameter-name suffix (RECIPE §6: time_decay 2×, time_first 3×).
