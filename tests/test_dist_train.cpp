@@ -137,8 +137,9 @@ std::string slurp(const fs::path& p) {
 }
 
 // Starts `n` ranks of `rwkv train` directly (not torchrun, which would tear the run down itself),
-// waits for 3 logged steps, sends `signal` to rank `victim`, waits for all, and writes each rank's
-// exit status and its seconds since the signal to <dir>/rank<r> (logs in <dir>/log<r>).
+// waits for 3 logged steps, sends `signal` to rank `victim`, waits for the others (then kills a
+// STOPped victim) and writes each rank's exit status and its seconds since the signal to
+// <dir>/rank<r> (logs in <dir>/log<r>).
 void signal_ranks(const Fixture& f, int n, int victim, const std::string& signal, const std::string& sets) {
   const int port = free_port();
   const std::string d = f.dir.path().string();
@@ -158,7 +159,9 @@ void signal_ranks(const Fixture& f, int n, int victim, const std::string& signal
       "echo $EPOCHREALTIME > {0}/t0; kill -{1} $p{2}\n",
       d, signal, victim);
   for (int r = 0; r < n; ++r)
-    s += fmt::format("wait $p{1}; echo $? $EPOCHREALTIME > {0}/end{1}\n", d, r);
+    if (r != victim) s += fmt::format("wait $p{1}; echo $? $EPOCHREALTIME > {0}/end{1}\n", d, r);
+  if (signal == "STOP") s += fmt::format("kill -9 $p{}\n", victim);  // the others are done: end it
+  s += fmt::format("wait $p{1}; echo $? $EPOCHREALTIME > {0}/end{1}\n", d, victim);
   std::ofstream(f.dir / "signal.sh") << s;
   rwkv::test::run("bash " + (f.dir / "signal.sh").string());
   const double t0 = std::stod(slurp(f.dir / "t0"));
@@ -254,4 +257,17 @@ TEST_CASE("a rank killed mid-run makes the others exit non-zero within the timeo
     REQUIRE(std::stod(s.substr(s.find(' ') + 1)) < 20);  // the 5 s limit plus teardown
     REQUIRE_THAT(log, Catch::Contains("rwkv: error: rank " + std::to_string(r) + " of 3"));
   }
+}
+
+TEST_CASE("a rank that hangs makes the others exit non-zero after the collective timeout", "[dist]") {
+  Fixture f;
+  // SIGSTOP keeps its connections open: only train.dist_timeout_s can end the others' wait.
+  signal_ranks(f, 2, 1, "STOP", "--set train.dist_timeout_s=4");
+  const std::string s = slurp(f.dir / "rank0"), log = slurp(f.dir / "log0");
+  INFO(s << log);
+  REQUIRE(std::stoi(s) != 0);
+  const double waited = std::stod(s.substr(s.find(' ') + 1));
+  REQUIRE(waited >= 3.5);
+  REQUIRE(waited < 20);
+  REQUIRE_THAT(log, Catch::Contains("rwkv: error: rank 0 of 2") && Catch::Contains("within 4 s"));
 }

@@ -30,6 +30,8 @@ void finish(const c10::intrusive_ptr<c10d::Work>& work, const char* what, const 
   std::string error;
   try {
     if (!work->wait(timeout)) error = "timed out";
+  } catch (const c10::Error& e) {
+    error = e.what_without_backtrace();  // the C++ frames say nothing to the user
   } catch (const std::exception& e) {
     error = e.what();
   }
