@@ -120,10 +120,10 @@ torch::Device resolve_device(const RunConfig& c, int local_rank) {
                                   c.file, c.model.n_embd));
   if (!cuda && c.train.precision == Precision::bf16)
     throw ConfigError(c.file + ": train.precision: bf16 needs a CUDA device (the CPU path trains in fp32)");
-  if (cuda && local_rank >= static_cast<int>(torch::cuda::device_count()))
-    throw ConfigError(fmt::format("{}: train.device: local rank {} has no GPU of its own (torch sees {})", c.file,
-                                  local_rank, torch::cuda::device_count()));
-  return cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank)) : torch::Device(torch::kCPU);
+  // Modulo: a launcher that binds one GPU per task (Slurm --gpus-per-task=1) leaves each rank a
+  // single visible device 0. Two ranks on one GPU are refused by NCCL itself ("Duplicate GPU").
+  const auto gpus = static_cast<int>(torch::cuda::device_count());
+  return cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % gpus)) : torch::Device(torch::kCPU);
 }
 
 TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControls& controls) {

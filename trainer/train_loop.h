@@ -71,7 +71,8 @@ struct TrainReport {
   bool resumed = false;
 };
 
-// The device the config asks for (auto: CUDA when torch sees it; GPU `local_rank` of the node).
+// The device the config asks for (auto: CUDA when torch sees it; GPU local_rank mod the visible
+// GPUs).
 // Throws ConfigError for device-dependent constraints (bf16 without CUDA, D % 32 on CUDA).
 torch::Device resolve_device(const RunConfig& config, int local_rank = 0);
 
