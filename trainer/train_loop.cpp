@@ -192,12 +192,12 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
     }
     print("initial weights from " + from.string());
   }
-  {
+  if (world > 1) {
     // Whatever each rank built or loaded, all start from rank 0's weights.
     torch::NoGradGuard no_grad;
     for (const auto& [name, p] : params) {
-      auto data = p.detach();
-      if (world > 1) comm.broadcast(data);
+      auto values = p.detach();  // shares p's storage
+      comm.broadcast(values);
     }
   }
   std::optional<MetricsLog> metrics;
