@@ -149,7 +149,7 @@ void signal_ranks(const Fixture& f, int n, int victim, const std::string& signal
   for (int r = 0; r < n; ++r)
     s += fmt::format(
         "RANK={0} WORLD_SIZE={1} LOCAL_RANK={0} MASTER_ADDR=127.0.0.1 MASTER_PORT={2} OMP_NUM_THREADS=1 "
-        "{3} train {4} --set train.run_dir={5}/sig --set train.max_steps=0 {6} > {5}/log{0} 2>&1 & p{0}=$!\n",
+        "{3} train {4} --set train.run_dir={5}/sig --set train.max_steps=0 --set train.epoch_count=10000 {6} > {5}/log{0} 2>&1 & p{0}=$!\n",
         r, n, port, rwkv::test::rwkv_binary().string(), f.config, d, sets);
   // A hung rank fails the test instead of hanging it.
   s += "(sleep 100; kill -9";
