@@ -39,7 +39,9 @@ class ReplicatedAdam : public ParallelOptimizer {
   GradientSync sync_;
 };
 
-// Stages 1 and 2. The flat view concatenates the parameters in order; it is cut into buckets of
+// Stages 1 and 2. Each bucket of gradients is packed into one buffer and all-reduced (stage 1:
+// every rank receives the whole sum and keeps its part) or reduce-scattered (stage 2: each rank
+// receives only its part, half the traffic). The flat view concatenates the parameters in order; it is cut into buckets of
 // about bucket_bytes, and each bucket into world_size equal parts (the last padded): rank r owns
 // part r of every bucket. Per-bucket parts keep each collective's buffer at one bucket
 // (reduce-scatter and all-gather need equal parts per rank), and spread every parameter over
@@ -78,34 +80,26 @@ class ShardedAdam : public ParallelOptimizer {
     grad_ = torch::zeros({shard}, opts);
     gathered_ = torch::empty({world * max_part}, opts);
     part_ = torch::empty({max_part}, opts);
-    if (stage_ == 1) {
-      std::vector<torch::Tensor> ts;
-      for (const auto& [name, p] : params_) ts.push_back(p);
-      sync_ = std::make_unique<GradientSync>(ts, comm, bucket_bytes);
-    }
   }
 
   void reduce_gradients() override {
     torch::NoGradGuard no_grad;
-    if (stage_ == 1) {
-      sync_->average();
-      grad_.zero_();
-      for (const auto& pc : pieces_)
-        if (params_[pc.param].second.grad().defined())  // (undefined only in a one-rank run)
-          grad_.narrow(0, pc.shard_offset, pc.length).copy_(param_flat(pc.param, true).narrow(0, pc.param_offset, pc.length));
-    } else {
-      for (const auto& b : buckets_) {
-        auto in = gathered_.narrow(0, 0, comm_.world_size() * b.part);
-        in.zero_();  // the padding, and parameters without a gradient, contribute zeros
-        for_each_overlap(b.start, b.start + b.length, [&](size_t i, int64_t param_offset, int64_t rel, int64_t len) {
-          const auto& g = params_[i].second.grad();
-          if (g.defined()) in.narrow(0, rel, len).copy_(g.reshape({-1}).narrow(0, param_offset, len));
-        });
-        auto out = grad_.narrow(0, b.shard_offset, b.part);
+    for (const auto& b : buckets_) {
+      auto in = gathered_.narrow(0, 0, comm_.world_size() * b.part);
+      in.zero_();  // the padding, and parameters without a gradient, contribute zeros
+      for_each_overlap(b.start, b.start + b.length, [&](size_t i, int64_t param_offset, int64_t rel, int64_t len) {
+        const auto& g = params_[i].second.grad();
+        if (g.defined()) in.narrow(0, rel, len).copy_(g.reshape({-1}).narrow(0, param_offset, len));
+      });
+      auto out = grad_.narrow(0, b.shard_offset, b.part);
+      if (stage_ == 2) {
         comm_.reduce_scatter_sum(out, in);
+      } else {
+        comm_.all_reduce_sum(in);
+        out.copy_(in.narrow(0, comm_.rank() * b.part, b.part));
       }
-      grad_.mul_(1.0 / static_cast<double>(comm_.world_size()));  // SUM then divide, in fp32
     }
+    grad_.mul_(1.0 / static_cast<double>(comm_.world_size()));  // SUM then divide, in fp32
     // The shard is all the update needs: the whole gradients can go now.
     for (const auto& [name, p] : params_) p.mutable_grad() = torch::Tensor();
   }
@@ -230,7 +224,6 @@ class ShardedAdam : public ParallelOptimizer {
   std::vector<Piece> pieces_;
   torch::Tensor exp_avg_, exp_avg_sq_, grad_;  // this rank's shard (fp32)
   torch::Tensor gathered_, part_;              // collective buffers of one bucket
-  std::unique_ptr<GradientSync> sync_;         // stage 1
   int64_t steps_ = 0;
 };
 

@@ -6,10 +6,11 @@
 //   zero_stage 0  every rank keeps the whole Adam state; gradients are all-reduced in buckets
 //                 (trainer/grad_sync.h) and every rank applies the same update.
 //   zero_stage 1  the Adam moments are sharded over the ranks along a flat view of all
-//                 parameters; gradients are still all-reduced, each rank updates its shard of
-//                 the parameters and the updated shards are all-gathered.
+//                 parameters; gradients are still all-reduced (bucket by bucket), each rank keeps
+//                 the part of its shard, updates its shard of the parameters, and the updated
+//                 shards are all-gathered.
 //   zero_stage 2  as 1, and the gradients are reduce-scattered so each rank only receives the
-//                 sum of its shard.
+//                 sum of its shard (half the traffic of an all-reduce).
 // With fp32 training the parameters are the master weights, so stage 1 has no separate master
 // copy to shard. The ZeRO stages here shard optimizer memory; the gradients of a step are still
 // accumulated whole by autograd over the micro-batches before the reduce-scatter (true ZeRO-2
