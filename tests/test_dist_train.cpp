@@ -59,10 +59,11 @@ log: {{every_steps: 1}}
   }
 
   // `rwkv train` on `ranks` processes (torchrun when more than one) into run directory `run`.
-  std::string train_cmd(int ranks, const std::string& run, const std::string& sets = "") const {
+  std::string train_cmd(int ranks, const std::string& run, const std::string& sets = "",
+                        const std::string& torchrun_args = "") const {
     const std::string launcher =
-        ranks == 1 ? "" : fmt::format("{} --standalone --no-python --nproc-per-node {} ",
-                                      (rwkv::test::source_dir() / ".venv/bin/torchrun").string(), ranks);
+        ranks == 1 ? "" : fmt::format("{} --standalone --no-python {}--nproc-per-node {} ",
+                                      (rwkv::test::source_dir() / ".venv/bin/torchrun").string(), torchrun_args, ranks);
     return fmt::format("OMP_NUM_THREADS=1 {}{} train {} --set train.run_dir={} {} 2>&1", launcher,
                        rwkv::test::rwkv_binary().string(), config, (dir / run).string(), sets);
   }
@@ -297,4 +298,26 @@ TEST_CASE("torchrun on 2 GPUs over NCCL trains like one GPU, also under ZeRO-2",
     require_same_losses(f.losses(run), want, 10 * kLossTol);
     require_same_state(f.last_checkpoint(run), want_state, 10 * kWeightTol, 10 * kMomentTol);
   }
+}
+
+TEST_CASE("torchrun --max-restarts: a killed rank restarts the run from its last checkpoint", "[dist]") {
+  Fixture f;
+  const std::string run = (f.dir / "elastic").string();
+  const std::string cmd =
+      f.train_cmd(2, "elastic", "--set train.max_steps=40 --set checkpoint.every_steps=2", "--max-restarts 1 ");
+  // Kills one rank of the first attempt after 5 logged steps; torchrun then restarts both.
+  const std::string script = fmt::format(
+      "({0}) > {1}.log 2>&1 & t=$!\n"
+      "for i in $(seq 1200); do [ -f {1}/metrics.jsonl ] && [ $(wc -l < {1}/metrics.jsonl) -ge 5 ] && break; sleep 0.05; done\n"
+      "kill -9 $(pgrep -f '^{2} train .*{1}' | head -1)\n"
+      "wait $t; echo \"exit=$?\" >> {1}.log\n",
+      cmd, run,
+      rwkv::test::rwkv_binary().string());
+  std::ofstream(f.dir / "elastic.sh") << script;
+  rwkv::test::run("bash " + (f.dir / "elastic.sh").string());
+  const std::string log = slurp(run + ".log");
+  INFO(log);
+  REQUIRE_THAT(log, Catch::Contains("exit=0"));
+  REQUIRE_THAT(log, Catch::Contains("resumed from"));
+  REQUIRE(f.last_checkpoint("elastic").progress.step == 40);
 }

@@ -57,8 +57,8 @@ Communicator::Communicator(const DistEnv& env, const torch::Device& device,
   opts.waitWorkers = !env_.agent_store;  // every rank checks in; the server waits for all
   opts.timeout = join_timeout;
   auto tcp = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, opts);
-  // torchrun's store is shared with the agent and may hold keys of earlier restarts.
-  store_ = c10::make_intrusive<c10d::PrefixStore>("rwkv", tcp);
+  // torchrun's store is shared with the agent and holds the keys of earlier attempts (restarts).
+  store_ = c10::make_intrusive<c10d::PrefixStore>("rwkv/attempt_" + std::to_string(env_.restart_count), tcp);
   store_->setTimeout(timeout_);
   if (device.is_cuda()) {
 #if RWKV_HAVE_CUDA
