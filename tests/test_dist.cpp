@@ -48,8 +48,9 @@ TEST_CASE("launcher environments give rank, world size and rendezvous", "[dist]"
   SECTION("torchrun with the agent store") {
     DistEnv d = dist_env_from({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "3"},
                                {"MASTER_ADDR", "node0"}, {"MASTER_PORT", "29501"},
-                               {"TORCHELASTIC_USE_AGENT_STORE", "True"}});
+                               {"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", "2"}});
     REQUIRE(d.launcher == "torchrun");
+    REQUIRE(d.restart_count == 2);
     REQUIRE((d.rank == 3 && d.world_size == 8 && d.local_rank == 3));
     REQUIRE((d.master_addr == "node0" && d.master_port == 29501 && d.agent_store));
   }

@@ -69,8 +69,10 @@ TEST_CASE("size configs: Table 3 schedule, then 1024 -> 2048 (10B) -> 4096 (100B
     CHECK(s0.constant_steps == size.constant_epochs * c.steps_per_epoch(s0));
     CHECK(s0.lr_mult.at("time_decay") == 2.0);
     CHECK(s0.lr_mult.at("time_first") == 3.0);
-    // 128 sequences per step on 8 GPUs (global batch = micro x accum x world, issue 6).
-    CHECK(8 * s0.global_batch() == 128);
+    // 128 sequences per step (global batch = micro x accum on any number of ranks, issue 6),
+    // spread over 8 GPUs: 8 divides every stage's grad_accum.
+    CHECK(s0.global_batch() == 128);
+    CHECK(s0.grad_accum % 8 == 0);
 
     const int64_t ctx[] = {2048, 4096, 8192};
     const double tokens[] = {10e9, 100e9, 100e9};
@@ -86,6 +88,7 @@ TEST_CASE("size configs: Table 3 schedule, then 1024 -> 2048 (10B) -> 4096 (100B
       CHECK(s.lr_final == size.lr_final);
       CHECK(s.lr_mult.at("time_*") == 5.0);
       CHECK(40320 % s.global_batch() == 0);
+      CHECK(s.grad_accum % 8 == 0);
     }
     // The effective config reads back the same (it is what a run directory and checkpoints keep).
     CHECK(parse_run_config(c.to_yaml(), "effective.yaml").to_yaml() == c.to_yaml());

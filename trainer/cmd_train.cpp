@@ -1,7 +1,9 @@
 // `rwkv train CONFIG [--resume] [--set section.key=value]...`: validates the config, builds the
 // RWKV model and the data, runs trainer/train_loop.h, then prints a generated sample when
 // sample.length > 0. SIGINT/SIGTERM checkpoint the last complete step and exit cleanly (status 0);
-// a second signal kills at once.
+// a second signal kills at once. Started by torchrun, Slurm or mpirun (trainer/dist_env.h), each
+// process is one rank on GPU local_rank (or the CPU), joined over NCCL (or Gloo).
+#include <c10/core/DeviceGuard.h>
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -18,8 +20,10 @@
 #include "rwkv/rnn.h"
 #include "rwkv/yaml_section.h"
 #include "trainer/commands.h"
+#include "trainer/communicator.h"
 #include "trainer/dataset_source.h"
 #include "trainer/init_weights_file.h"
+#include "trainer/dist_env.h"
 #include "trainer/train_loop.h"
 
 namespace rwkv::cli {
@@ -59,11 +63,22 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
   if (resume) overrides.push_back({"checkpoint.resume", "auto"});
   const trainer::RunConfig cfg = trainer::load_run_config(config_path, overrides);
   if (cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(cfg.train.threads));
-  const torch::Device device = trainer::resolve_device(cfg);
-  fmt::print("effective config (hash {}):\n{}", cfg.hash(), cfg.to_yaml());
+  const DistEnv dist = dist_env_from_process();
+  const bool root = dist.rank == 0;
+  const torch::Device device = trainer::resolve_device(cfg, dist.local_rank);
+  // The WKV kernels and NCCL work on the current device: this rank's GPU.
+  const c10::DeviceGuard device_guard(device);
+  std::unique_ptr<Communicator> comm;
+  if (dist.distributed())
+    comm = std::make_unique<Communicator>(
+        dist, device, std::chrono::milliseconds(static_cast<int64_t>(cfg.train.dist_timeout_s * 1000)));
+  if (root) {
+    fmt::print("effective config (hash {}):\n{}", cfg.hash(), cfg.to_yaml());
+    if (comm) fmt::print("ranks: {} ({}, {})\n", dist.world_size, dist.launcher, device.is_cuda() ? "NCCL" : "Gloo");
+  }
 
   std::shared_ptr<const data::TokenDataset> dataset = data::open_token_dataset(cfg.data.path);
-  fmt::print("data: {} ({} tokens)\n", dataset->describe(), dataset->size());
+  if (root) fmt::print("data: {} ({} tokens)\n", dataset->describe(), dataset->size());
   const auto tokenizer = data::load_tokenizer(cfg.data.tokenizer);
   if (tokenizer->vocab_size() > cfg.model.vocab_size)
     throw ConfigError(fmt::format("{}: model.vocab_size {} is smaller than the tokenizer's {} ids", cfg.file,
@@ -71,8 +86,9 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
 
   RWKV model(cfg.model, torch::TensorOptions().dtype(torch::kFloat32).device(device));
   init_weights(model, InitOptions{.seed = cfg.train.seed, .emb_scale = cfg.optimizer.lr_init});
-  fmt::print("model: {} parameters, {:.3e} forward FLOPs/token\n", parameter_count(*model),
-             static_cast<double>(forward_flops_per_token(*model)));
+  if (root)
+    fmt::print("model: {} parameters, {:.3e} forward FLOPs/token\n", parameter_count(*model),
+               static_cast<double>(forward_flops_per_token(*model)));
 
   trainer::TrainEnv env;
   env.model = model.ptr();
@@ -84,6 +100,7 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
   };
   env.forward_flops_per_token = static_cast<double>(forward_flops_per_token(*model));
   env.load_pth = [&cfg](const std::string& path) { return trainer::read_init_weights(path, cfg.model); };
+  env.comm = comm.get();
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -93,7 +110,7 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
 
-  if (report.exit != trainer::TrainExit::stopped && cfg.sample.length > 0) {
+  if (root && report.exit != trainer::TrainExit::stopped && cfg.sample.length > 0) {
     fmt::print("--- sample (temperature {}) ---\n{}\n---\n", cfg.sample.temperature,
                generate(model, *tokenizer, cfg.sample, device));
   }

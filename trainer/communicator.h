@@ -35,13 +35,23 @@ class Communicator {
   void broadcast(torch::Tensor& tensor, int root = 0);
   // `out` (world_size·n elements) receives every rank's `in` (n elements), in rank order.
   void all_gather(torch::Tensor& out, const torch::Tensor& in);
+  // `out` (n elements) receives part `rank` of the sum over ranks of `in` (world_size·n elements).
+  void reduce_scatter_sum(torch::Tensor& out, const torch::Tensor& in);
   void barrier();
+
+  // Rank 0 reports the outcome of work only it does (writing a checkpoint): `ok` and a message
+  // (the path written, or the error). Every other rank waits up to `timeout` for that report and
+  // returns it; root returns its own. Runs over the store, not a collective, so the wait can be
+  // longer than the collective timeout while rank 0 writes. Called in the same order on all ranks.
+  std::pair<bool, std::string> root_outcome(bool ok, const std::string& message,
+                                            std::chrono::milliseconds timeout);
 
  private:
   DistEnv env_;
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> backend_;
+  int64_t outcomes_ = 0;  // root_outcome calls so far: names each report's key uniquely
 };
 
 }  // namespace rwkv

@@ -19,6 +19,9 @@ class DatasetSource : public BatchSource {
     std::iota(indices.begin(), indices.end(), first);
     return data::make_batch(*dataset_, *sampler_, indices).tokens;
   }
+  torch::Tensor samples_at(const std::vector<int64_t>& indices) override {
+    return data::make_batch(*dataset_, *sampler_, indices).tokens;
+  }
 
  private:
   std::shared_ptr<const data::TokenDataset> dataset_;

@@ -1,7 +1,7 @@
 #pragma once
 // BatchSource over a token file (data/token_dataset.h) in the order of the configured sampler
-// (magic prime, RECIPE §7, or seeded random). One process: global sample index g = the stage's
-// sample number (data/sampler.h's layout with world size 1).
+// (magic prime, RECIPE §7, or seeded random). The stage's sample number is the global sample
+// index g of data/sampler.h's layout; each rank reads its own rows of it.
 #include <memory>
 
 #include "data/token_dataset.h"

@@ -55,6 +55,7 @@ DistEnv dist_env_from(const Env& env) {
     d.local_rank = find(env, "LOCAL_RANK") ? to_int(env, "LOCAL_RANK", 0) : d.rank;
     const std::string* agent = find(env, "TORCHELASTIC_USE_AGENT_STORE");
     d.agent_store = agent && (*agent == "True" || *agent == "true" || *agent == "1");
+    if (find(env, "TORCHELASTIC_RESTART_COUNT")) d.restart_count = to_int(env, "TORCHELASTIC_RESTART_COUNT", 0);
     read_master(env, d, d.world_size > 1);
   } else if (find(env, "SLURM_PROCID") && find(env, "SLURM_NTASKS")) {
     d.launcher = "slurm";

@@ -16,6 +16,9 @@ struct DistEnv {
   // torchrun with TORCHELASTIC_USE_AGENT_STORE=True: the agent already hosts the TCPStore and
   // every rank, rank 0 included, connects to it as a client.
   bool agent_store = false;
+  // torchrun --max-restarts: which attempt this is (TORCHELASTIC_RESTART_COUNT). The agent's store
+  // outlives an attempt, so each attempt's keys need their own prefix.
+  int restart_count = 0;
   std::string launcher = "none";  // "torchrun", "slurm", "mpi" or "none"
 
   bool distributed() const { return world_size > 1; }

@@ -25,20 +25,24 @@ Adam::Adam(NamedTensors params, const OptimizerConfig& config) : config_(config)
   }
 }
 
-void Adam::step(double lr, const LrMult& mult) {
+void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
+                 double plr, bool decay, int64_t t, const OptimizerConfig& config) {
   torch::NoGradGuard no_grad;
+  const double bc1 = 1.0 - std::pow(config.beta1, static_cast<double>(t));
+  const double bc2 = 1.0 - std::pow(config.beta2, static_cast<double>(t));
+  if (decay && config.weight_decay > 0) param.mul_(1.0 - plr * config.weight_decay);
+  exp_avg.lerp_(grad, 1.0 - config.beta1);
+  exp_avg_sq.mul_(config.beta2).addcmul_(grad, grad, 1.0 - config.beta2);
+  const auto denom = (exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(config.eps);
+  param.addcdiv_(exp_avg, denom, -plr / bc1);
+}
+
+void Adam::step(double lr, const LrMult& mult) {
   ++steps_;
-  const double bc1 = 1.0 - std::pow(config_.beta1, static_cast<double>(steps_));
-  const double bc2 = 1.0 - std::pow(config_.beta2, static_cast<double>(steps_));
   for (auto& s : slots_) {
     const auto& g = s.param.grad();
     if (!g.defined()) continue;
-    const double plr = lr * lr_multiplier(s.name, mult);
-    if (s.decay && config_.weight_decay > 0) s.param.mul_(1.0 - plr * config_.weight_decay);
-    s.exp_avg.lerp_(g, 1.0 - config_.beta1);
-    s.exp_avg_sq.mul_(config_.beta2).addcmul_(g, g, 1.0 - config_.beta2);
-    const auto denom = (s.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(config_.eps);
-    s.param.addcdiv_(s.exp_avg, denom, -plr / bc1);
+    adam_update(s.param, g, s.exp_avg, s.exp_avg_sq, lr * lr_multiplier(s.name, mult), s.decay, steps_, config_);
   }
 }
 
@@ -77,10 +81,14 @@ double global_grad_norm(const NamedTensors& params) {
   return std::sqrt(sq);
 }
 
+double clip_coefficient(double norm, double max_norm) {
+  return max_norm <= 0 || !(norm > max_norm) ? 1.0 : max_norm / (norm + 1e-6);
+}
+
 void clip_gradients(const NamedTensors& params, double norm, double max_norm) {
-  if (max_norm <= 0 || !(norm > max_norm)) return;
+  const double coef = clip_coefficient(norm, max_norm);
+  if (coef == 1.0) return;
   torch::NoGradGuard no_grad;
-  const double coef = max_norm / (norm + 1e-6);
   for (const auto& [name, p] : params)
     if (p.grad().defined()) p.grad().mul_(coef);
 }

@@ -52,9 +52,16 @@ class Adam {
   int64_t steps_ = 0;
 };
 
+// The update of one tensor (or a contiguous piece of one: ZeRO shards) at step `t`, learning
+// rate `plr` (multiplier applied), with weight decay when `decay`; all four tensors alike.
+void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
+                 double plr, bool decay, int64_t t, const OptimizerConfig& config);
+
 // The global L2 norm of all gradients (in double; +inf/NaN when any gradient is non-finite).
 double global_grad_norm(const NamedTensors& params);
-// Scales all gradients by max_norm/(norm + 1e-6) when norm > max_norm (torch's clip_grad_norm_).
+// max_norm/(norm + 1e-6) when norm > max_norm, else 1 (torch's clip_grad_norm_; 0 disables).
+double clip_coefficient(double norm, double max_norm);
+// Scales all gradients by clip_coefficient(norm, max_norm).
 void clip_gradients(const NamedTensors& params, double norm, double max_norm);
 
 }  // namespace rwkv::trainer

@@ -109,6 +109,9 @@ TrainConfig read_train(YamlSection& s, bool epoch_count_required) {
   t.nan_skip_limit = s.optional<int64_t>("nan_skip_limit", 10, "a positive integer", positive_int);
   t.threads = s.optional<int64_t>("threads", 0, "a non-negative integer (0: LibTorch's default)", non_negative_int);
   t.activation_checkpointing = s.optional<bool>("activation_checkpointing", false, "true or false");
+  t.dist_timeout_s = s.optional<double>("dist_timeout_s", 600, "a positive number of seconds", positive_real);
+  t.zero_stage = s.optional<int64_t>("zero_stage", 0, "0, 1 or 2", [](const int64_t& v) { return v >= 0 && v <= 2; });
+  t.grad_bucket_mb = s.optional<double>("grad_bucket_mb", 25, "a positive size in MiB", positive_real);
   return t;
 }
 
@@ -401,6 +404,9 @@ std::string RunConfig::to_yaml() const {
   e << YAML::Key << "nan_skip_limit" << YAML::Value << train.nan_skip_limit;
   e << YAML::Key << "threads" << YAML::Value << train.threads;
   e << YAML::Key << "activation_checkpointing" << YAML::Value << train.activation_checkpointing;
+  e << YAML::Key << "dist_timeout_s" << YAML::Value << real(train.dist_timeout_s);
+  e << YAML::Key << "zero_stage" << YAML::Value << train.zero_stage;
+  e << YAML::Key << "grad_bucket_mb" << YAML::Value << real(train.grad_bucket_mb);
   e << YAML::EndMap;
 
   e << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap;
@@ -474,8 +480,10 @@ std::string unsafe_resume_change(const RunConfig& saved, const RunConfig& curren
   const auto safe = [&](const std::string& key) {
     // activation_checkpointing recomputes the same arithmetic: the gradients do not change.
     static const char* prefixes[] = {"train.max_steps", "train.nan_skip_limit", "train.threads",
-                                     "train.activation_checkpointing", "train.run_dir", "checkpoint.",
-                                     "log.", "sample."};
+                                     "train.activation_checkpointing",
+                                     // how the work is spread over ranks, not what is computed
+                                     "train.dist_timeout_s", "train.zero_stage", "train.grad_bucket_mb",
+                                     "train.run_dir", "checkpoint.", "log.", "sample."};
     for (const char* p : prefixes)
       if (key.rfind(p, 0) == 0) return true;
     // Stages appended after the saved ones only lengthen the run.

@@ -49,6 +49,12 @@ struct TrainConfig {
   // Recompute each block's forward in backward, keeping only block inputs (rwkv/block_recompute.h):
   // activation memory of about one block instead of L, for a third more compute. Same gradients.
   bool activation_checkpointing = false;
+  // Several ranks (torchrun/Slurm/MPI): global batch = micro_batch·grad_accum whatever the world
+  // size W; each rank runs grad_accum/W micro-batches of micro_batch samples per step (W must
+  // divide grad_accum), so a run resumes on another W unchanged.
+  double dist_timeout_s = 600;      // a collective that takes longer (a rank died or hung) fails the run
+  int64_t zero_stage = 0;           // 0: replicated Adam; 1: Adam moments sharded; 2: gradients too (ZeRO)
+  double grad_bucket_mb = 25;       // size of the flat fp32 buckets gradients are reduced in
 };
 
 // Learning-rate multipliers by parameter-name suffix (RECIPE §6: time_decay 2×, time_first 3×).

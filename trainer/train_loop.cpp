@@ -10,10 +10,13 @@
 #include <fstream>
 #include <limits>
 
+#include "data/sampler.h"
 #include "rwkv/yaml_section.h"
+#include "trainer/communicator.h"
 #include "trainer/l2wrap.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
+#include "trainer/parallel_optimizer.h"
 
 namespace rwkv::trainer {
 namespace fs = std::filesystem;
@@ -70,9 +73,44 @@ NamedTensors named_parameters(torch::nn::Module& m) {
   return out;
 }
 
+// The sum over ranks of one number per rank (a tensor on the backend's device: NCCL needs CUDA).
+double sum_over_ranks(Communicator& comm, double value, const torch::Device& device) {
+  if (comm.world_size() == 1) return value;
+  auto t = torch::full({1}, value, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+  comm.all_reduce_sum(t);
+  return t.item<double>();
+}
+
+// Every rank ends up with the step of the checkpoint it resumes from (-1: none). A rank that
+// found another one than rank 0 (checkpoint.dir not shared, a write still in flight) fails the run
+// on all ranks alike instead of training from different states.
+void agree_on_resume_step(Communicator& comm, int64_t mine, const torch::Device& device, const std::string& dir) {
+  if (comm.world_size() == 1) return;
+  auto root = torch::full({1}, mine, torch::TensorOptions().dtype(torch::kLong).device(device));
+  comm.broadcast(root);
+  const int64_t root_step = root.item<int64_t>();
+  if (sum_over_ranks(comm, mine != root_step ? 1 : 0, device) > 0)
+    throw std::runtime_error(fmt::format(
+        "{}: the ranks found different newest checkpoints (rank {}: step {}, rank 0: step {}); every rank must see "
+        "the same checkpoint.dir",
+        dir, comm.rank(), mine, root_step));
+}
+
 }  // namespace
 
-torch::Device resolve_device(const RunConfig& c) {
+int64_t micro_batches_per_rank(const RunConfig& c, size_t index, int world_size) {
+  const Stage& st = c.stages.at(index);
+  if (st.grad_accum % world_size != 0)
+    throw ConfigError(fmt::format(
+        "{}: {}grad_accum: {} micro-batches per step cannot be shared by {} ranks; the global batch "
+        "micro_batch*grad_accum = {} is the same on any number of ranks and each rank runs grad_accum/ranks "
+        "micro-batches, so grad_accum must be a multiple of the number of ranks",
+        c.file, c.explicit_stages ? fmt::format("stage {}: ", index) : "train.", st.grad_accum, world_size,
+        st.global_batch()));
+  return st.grad_accum / world_size;
+}
+
+torch::Device resolve_device(const RunConfig& c, int local_rank) {
   const bool cuda = c.train.device == DeviceKind::cuda ||
                     (c.train.device == DeviceKind::auto_ && torch::cuda::is_available());
   if (cuda && !torch::cuda::is_available())
@@ -82,27 +120,51 @@ torch::Device resolve_device(const RunConfig& c) {
                                   c.file, c.model.n_embd));
   if (!cuda && c.train.precision == Precision::bf16)
     throw ConfigError(c.file + ": train.precision: bf16 needs a CUDA device (the CPU path trains in fp32)");
-  return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  // Modulo: a launcher that binds one GPU per task (Slurm --gpus-per-task=1) leaves each rank a
+  // single visible device 0. Two ranks on one GPU are refused by NCCL itself ("Duplicate GPU").
+  const auto gpus = static_cast<int>(torch::cuda::device_count());
+  return cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % gpus)) : torch::Device(torch::kCPU);
 }
 
 TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControls& controls) {
-  const auto print = controls.print ? controls.print : [](const std::string& s) { std::printf("%s\n", s.c_str()); std::fflush(stdout); };
-  const auto warn = controls.warn ? controls.warn : [](const std::string& s) { std::fprintf(stderr, "warning: %s\n", s.c_str()); };
-  const torch::Device device = resolve_device(cfg);
+  std::optional<Communicator> alone;
+  Communicator& comm = env.comm ? *env.comm : alone.emplace(DistEnv{}, torch::kCPU, std::chrono::seconds(1));
+  const bool root = comm.is_root();
+  const int world = comm.world_size();
+  // Rank 0 speaks for the run; the others would repeat it.
+  using Sink = std::function<void(const std::string&)>;
+  const Sink silent = [](const std::string&) {};
+  const Sink print = !root ? silent : controls.print ? controls.print : Sink([](const std::string& s) {
+    std::printf("%s\n", s.c_str());
+    std::fflush(stdout);
+  });
+  const Sink warn = !root ? silent : controls.warn ? controls.warn : Sink([](const std::string& s) {
+    std::fprintf(stderr, "warning: %s\n", s.c_str());
+  });
+  const torch::Device device = resolve_device(cfg, comm.env().local_rank);
   const bool bf16 = device.is_cuda() && cfg.train.precision != Precision::fp32;
+  std::vector<int64_t> rank_accum;
+  for (size_t i = 0; i < cfg.stages.size(); ++i) rank_accum.push_back(micro_batches_per_rank(cfg, i, world));
+  // Rank 0 alone writes a checkpoint while the others wait for its word: a big one takes minutes,
+  // more than a collective may. A rank 0 that dies meanwhile is noticed at once (its connection
+  // closes), so the long wait only covers slow disks.
+  const auto checkpoint_wait = std::max<std::chrono::milliseconds>(
+      std::chrono::milliseconds(static_cast<int64_t>(cfg.train.dist_timeout_s * 1000)), std::chrono::minutes(30));
 
   const fs::path run_dir = cfg.train.run_dir, ckpt_dir = cfg.checkpoint.dir;
-  fs::create_directories(run_dir);
+  if (root) fs::create_directories(run_dir);
   const std::string config_yaml = cfg.to_yaml(), config_hash = cfg.hash();
 
   const NamedTensors params = named_parameters(*env.model);
-  Adam adam(params, cfg.optimizer);
+  const auto optimizer = make_parallel_optimizer(params, cfg.optimizer, comm, cfg.train.zero_stage,
+                                                 static_cast<int64_t>(cfg.train.grad_bucket_mb * (1 << 20)));
   TrainReport report;
   TrainProgress& progress = report.progress;
 
   // Resume, or start from another run's weights, or from the caller's initialisation.
   std::optional<std::pair<fs::path, Checkpoint>> latest;
   if (cfg.checkpoint.resume == ResumeMode::auto_) latest = load_latest_checkpoint(ckpt_dir, warn);
+  agree_on_resume_step(comm, latest ? latest->second.progress.step : -1, device, ckpt_dir.string());
   if (latest) {
     const auto& [path, ck] = *latest;
     const RunConfig saved = parse_run_config(ck.config_yaml, (path / "config.yaml").string());
@@ -112,7 +174,7 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
                                     "(start a new run_dir, or set checkpoint.resume: never)",
                                     cfg.file, path.string(), change));
     copy_weights(params, ck.weights, path.string());
-    adam.load_state(ck.optimizer, ck.progress.adam_steps);
+    optimizer->load_full_state(ck.optimizer, ck.progress.adam_steps);
     restore_rng(ck);
     progress = ck.progress;
     report.resumed = true;
@@ -130,19 +192,43 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
     }
     print("initial weights from " + from.string());
   }
-  write_text_atomically(run_dir / "config.yaml", config_yaml);
-  MetricsLog metrics(run_dir / "metrics.jsonl", progress.step);
+  if (world > 1) {
+    // Whatever each rank built or loaded, all start from rank 0's weights.
+    torch::NoGradGuard no_grad;
+    for (const auto& [name, p] : params) {
+      auto values = p.detach();  // shares p's storage
+      comm.broadcast(values);
+    }
+  }
+  std::optional<MetricsLog> metrics;
+  if (root) {
+    write_text_atomically(run_dir / "config.yaml", config_yaml);
+    metrics.emplace(run_dir / "metrics.jsonl", progress.step);
+  }
 
+  // Collective: every rank calls it at the same point; rank 0 writes.
   const auto checkpoint_now = [&] {
     Checkpoint ck;
     ck.progress = progress;
-    ck.progress.adam_steps = adam.steps();
-    for (const auto& [name, p] : params) ck.weights[name] = p;
-    for (const auto& [name, t] : adam.state()) ck.optimizer[name] = t;
-    capture_rng(ck);
-    ck.config_yaml = config_yaml;
-    ck.config_hash = config_hash;
-    report.checkpoint = save_checkpoint(ckpt_dir, ck, cfg.checkpoint.keep);
+    ck.progress.adam_steps = optimizer->steps();
+    for (const auto& [name, t] : optimizer->full_state()) ck.optimizer[name] = t;
+    bool ok = true;
+    std::string message;
+    if (root) {
+      try {
+        for (const auto& [name, p] : params) ck.weights[name] = p;
+        capture_rng(ck);
+        ck.config_yaml = config_yaml;
+        ck.config_hash = config_hash;
+        message = save_checkpoint(ckpt_dir, ck, cfg.checkpoint.keep).string();
+      } catch (const std::exception& e) {
+        ok = false;
+        message = e.what();
+      }
+    }
+    const auto [written, word] = comm.root_outcome(ok, message, checkpoint_wait);
+    if (!written) throw std::runtime_error(root ? word : "rank 0 could not write the checkpoint: " + word);
+    report.checkpoint = word;
   };
 
   const int64_t end_step = cfg.train.max_steps > 0 ? std::min(cfg.train.max_steps, cfg.total_steps()) : cfg.total_steps();
@@ -157,8 +243,11 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
     if (progress.stage_step >= stage.steps) continue;
     if (progress.step >= end_step) break;
     auto source = env.data(stage);
-    print(fmt::format("stage {}: ctx_len {}, global batch {} ({} x {}), {} steps", progress.stage, stage.ctx_len,
-                      stage.global_batch(), stage.micro_batch, stage.grad_accum, stage.steps));
+    const int64_t accum = rank_accum[static_cast<size_t>(progress.stage)];
+    const data::BatchLayout layout{world, static_cast<int>(stage.micro_batch), static_cast<int>(accum)};
+    print(fmt::format("stage {}: ctx_len {}, global batch {} ({} x {}), {} steps{}", progress.stage, stage.ctx_len,
+                      stage.global_batch(), stage.micro_batch, stage.grad_accum, stage.steps,
+                      world > 1 ? fmt::format(", {} micro-batches on each of {} ranks", accum, world) : ""));
 
     while (progress.stage_step < stage.steps) {
       if (progress.step >= end_step) break;
@@ -166,9 +255,11 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
       for (const auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
 
       double loss_sum = 0;
-      for (int64_t micro = 0; micro < stage.grad_accum; ++micro) {
-        const bool stop = (controls.stop && controls.stop->load()) ||
-                          (controls.stop_before && controls.stop_before(progress, micro));
+      for (int64_t micro = 0; micro < accum; ++micro) {
+        bool stop = (controls.stop && controls.stop->load()) ||
+                    (controls.stop_before && controls.stop_before(progress, micro));
+        // A signal reaches the ranks at slightly different times: stop where any rank asks.
+        if (world > 1) stop = sum_over_ranks(comm, stop ? 1 : 0, device) > 0;
         if (stop) {
           // The partial accumulation is dropped: the checkpoint holds the last complete step, and
           // the resumed run redoes this one from its first micro-batch on the same samples.
@@ -177,8 +268,9 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
           print(fmt::format("stopped at step {}; checkpoint {}", progress.step, report.checkpoint.string()));
           return report;
         }
-        const auto batch = source->samples(progress.stage_samples + micro * stage.micro_batch, stage.micro_batch)
-                               .to(device, torch::kLong);
+        std::vector<int64_t> rows = data::micro_batch_indices(layout, 0, static_cast<int>(micro), comm.rank());
+        for (auto& g : rows) g += progress.stage_samples;
+        const auto batch = source->samples_at(rows).to(device, torch::kLong);
         const auto inputs = batch.narrow(1, 0, stage.ctx_len), targets = batch.narrow(1, 1, stage.ctx_len);
         torch::Tensor loss, total;
         {
@@ -188,19 +280,22 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
                                                       targets.reshape({-1}));
           total = cfg.optimizer.l2wrap > 0 ? l2wrap(loss, logits, cfg.optimizer.l2wrap) : loss;
         }
-        // Each micro-batch's loss is divided by grad_accum so the summed gradient is that of one
-        // batch of micro_batch·grad_accum samples; L2Wrap follows the same scale (trainer/l2wrap.h).
-        (total / static_cast<double>(stage.grad_accum)).backward();
+        // Each micro-batch's loss is divided by the rank's micro-batch count, and the gradient
+        // averaged over ranks, so the result is that of one batch of micro_batch·grad_accum
+        // samples; L2Wrap follows the same scale (trainer/l2wrap.h).
+        (total / static_cast<double>(accum)).backward();
         loss_sum += loss.item<double>();
       }
       if (controls.after_backward) controls.after_backward(progress, params);
 
-      const double loss = loss_sum / static_cast<double>(stage.grad_accum);
-      const double norm = global_grad_norm(params);
+      // Identical on every rank from here (averaged loss and gradients), so all take the same branch.
+      optimizer->reduce_gradients();
+      const double loss = sum_over_ranks(comm, loss_sum, device) / static_cast<double>(stage.grad_accum);
+      const double norm = optimizer->grad_norm();
       const bool finite = std::isfinite(loss) && std::isfinite(norm);
       if (finite) {
-        clip_gradients(params, norm, cfg.optimizer.grad_clip);
-        adam.step(lr, stage.lr_mult);
+        optimizer->clip(norm, cfg.optimizer.grad_clip);
+        optimizer->step(lr, stage.lr_mult);
         progress.skipped_in_row = 0;
       } else {
         ++progress.skipped_total;
@@ -215,7 +310,7 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
       ++progress.stage_step;
       progress.stage_samples += stage.global_batch();
       progress.tokens += static_cast<double>(stage.global_batch() * stage.ctx_len);
-      progress.adam_steps = adam.steps();
+      progress.adam_steps = optimizer->steps();
 
       if (progress.skipped_in_row >= cfg.train.nan_skip_limit) {
         checkpoint_now();  // the weights are still the last good ones: skipped steps never touch them
@@ -231,7 +326,7 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
         ++interval_applied;
       }
       const bool last = progress.step >= end_step || progress.stage_step >= stage.steps;
-      if (progress.step % cfg.log.every_steps == 0 || last) {
+      if (root && (progress.step % cfg.log.every_steps == 0 || last)) {
         const double seconds = std::chrono::duration<double>(Clock::now() - interval_start).count();
         const double per_step = seconds / static_cast<double>(interval_steps);
         step_seconds_avg = step_seconds_avg == 0 ? per_step : 0.7 * step_seconds_avg + 0.3 * per_step;
@@ -245,12 +340,12 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
         row.grad_norm = norm;
         row.tokens_per_s = seconds > 0 ? interval_tokens / seconds : 0;
         if (cfg.log.peak_tflops > 0)
-          row.mfu = row.tokens_per_s * 3 * env.forward_flops_per_token / (cfg.log.peak_tflops * 1e12);
+          row.mfu = row.tokens_per_s * 3 * env.forward_flops_per_token / (world * cfg.log.peak_tflops * 1e12);
         row.memory_gib = resident_memory_gib();
         row.eta_s = step_seconds_avg * static_cast<double>(end_step - progress.step);
         row.skipped = progress.skipped_total;
         print(format_metrics_line(row));
-        metrics.append(row);
+        metrics->append(row);
         interval_start = Clock::now();
         interval_steps = interval_applied = 0;
         interval_tokens = interval_loss = 0;

@@ -7,6 +7,14 @@
 //
 // The model and the data reach the loop through TrainEnv, so the loop's mechanics are testable on
 // any module; cmd_train.cpp builds the real RWKV and dataset.
+//
+// Several ranks (issue 6): every rank runs this loop on its rows of each global batch
+// (data/sampler.h), the optimizer step goes through trainer/parallel_optimizer.h so all ranks
+// hold the same weights after it, and only rank 0 prints, writes config.yaml, metrics.jsonl and
+// checkpoints (the others wait for its word). Rank 0's initial weights are broadcast; a resumed
+// run checks that all ranks found the same checkpoint. Stop requests are agreed before every
+// micro-batch, so all ranks stop at the same one. A collective that does not complete within
+// train.dist_timeout_s (a rank died) throws on the survivors.
 #include <torch/torch.h>
 
 #include <atomic>
@@ -20,6 +28,8 @@
 #include "trainer/checkpoint.h"
 #include "trainer/optimizer.h"
 #include "trainer/run_config.h"
+
+namespace rwkv { class Communicator; }
 
 namespace rwkv::trainer {
 
@@ -35,6 +45,8 @@ struct TrainEnv {
   double forward_flops_per_token = 0;
   // Weights for checkpoint.init_from given as a .pth file (name → tensor); unset: unsupported.
   std::function<std::map<std::string, torch::Tensor>(const std::string& path)> load_pth;
+  // The ranks of a multi-process run, joined on the run's device; null: this process alone.
+  Communicator* comm = nullptr;
 };
 
 struct TrainControls {
@@ -59,9 +71,14 @@ struct TrainReport {
   bool resumed = false;
 };
 
-// The device the config asks for (auto: CUDA when torch sees it). Throws ConfigError for
-// device-dependent constraints (bf16 without CUDA, D % 32 on CUDA).
-torch::Device resolve_device(const RunConfig& config);
+// The device the config asks for (auto: CUDA when torch sees it; GPU local_rank mod the visible
+// GPUs).
+// Throws ConfigError for device-dependent constraints (bf16 without CUDA, D % 32 on CUDA).
+torch::Device resolve_device(const RunConfig& config, int local_rank = 0);
+
+// Micro-batches each of `world_size` ranks runs per step of `stage`: grad_accum / world_size.
+// Throws ConfigError when world_size does not divide grad_accum (stage `index` of config).
+int64_t micro_batches_per_rank(const RunConfig& config, size_t index, int world_size);
 
 // Runs (or resumes) the run. Throws std::runtime_error when nan_skip_limit non-finite steps come
 // in a row (after checkpointing the last good state), ConfigError on an unsafe config change.
