@@ -3,6 +3,7 @@
 // give the logits our forward gives, and transformers' autograd gives our gradients. For a
 // random model with non-trivial weights and for a briefly trained one.
 #include <fstream>
+#include <functional>
 #include <map>
 
 #include <fmt/format.h>
@@ -18,6 +19,7 @@
 #include "trainer/model_source.h"
 #include "trainer/pth_reader.h"
 #include "trainer/pth_writer.h"
+#include "trainer/safetensors_file.h"
 
 namespace {
 
@@ -198,4 +200,54 @@ TEST_CASE("our logits and gradients equal transformers' and the rwkv package's o
     }
     WARN(name << ": " << measured << "gradients max |diff| / max |grad| " << worst);
   }
+}
+
+TEST_CASE("HF folders that do not fit are refused naming the file and the tensor or field; nothing written",
+          "[export]") {
+  TempDir dir("rwkv-hf-bad");
+  rwkv::ModelConfig c;
+  c.n_layer = 2;
+  c.n_embd = 16;
+  c.vocab_size = 40;
+  const NamedTensors model = rwkv::test::random_model(c, 4);
+  // An HF folder from our writer, then one defect at a time; each import must fail and write nothing.
+  const auto folder_with = [&](const std::string& name, const std::function<void(NamedTensors&)>& edit_tensors,
+                               const std::function<void(nlohmann::json&)>& edit_config) {
+    const fs::path f = dir / name;
+    rwkv::io::write_hf_folder(f, model, c, 64, torch::kFloat32);
+    NamedTensors hf;
+    for (const auto& [n, t] : model) hf.push_back({rwkv::reference_to_hf_name(n), t});
+    edit_tensors(hf);
+    rwkv::io::write_safetensors(f / "model.safetensors", hf, torch::kFloat32);
+    std::ifstream in(f / "config.json");
+    nlohmann::json cfg = nlohmann::json::parse(in);
+    in.close();
+    edit_config(cfg);
+    std::ofstream(f / "config.json") << cfg.dump(2);
+    return f;
+  };
+  const auto refused = [&](const fs::path& folder) {
+    const std::string out = cli(fmt::format("import {} --out {}", folder.string(), (dir / "out.pth").string()), false);
+    CHECK_FALSE(fs::exists(dir / "out.pth"));
+    return out;
+  };
+  const auto no_edit = [](auto&) {};
+
+  CHECK_THAT(refused(folder_with("size", no_edit, [](nlohmann::json& j) { j["hidden_size"] = 24; })),
+             Catch::Contains("config.json: hidden_size is 24 but the weights have 16"));
+  CHECK_THAT(refused(folder_with("type", no_edit, [](nlohmann::json& j) { j["model_type"] = "gpt2"; })),
+             Catch::Contains("config.json: model_type is \"gpt2\", expected \"rwkv\""));
+  CHECK_THAT(refused(folder_with("nohead", [](NamedTensors& t) { t.pop_back(); }, no_edit)),
+             Catch::Contains("model.safetensors") && Catch::Contains("'head.weight'"));
+  CHECK_THAT(refused(folder_with("shape", [](NamedTensors& t) {
+                       for (auto& [n, x] : t)
+                         if (n == "rwkv.blocks.1.attention.key.weight") x = torch::zeros({16, 12});
+                     }, no_edit)),
+             Catch::Contains("'blocks.1.att.key.weight' has shape (16, 12), expected (16, 16)"));
+  CHECK_THAT(refused(folder_with("extra", [](NamedTensors& t) { t.push_back({"rwkv.blocks.0.attention.gate", torch::zeros({16})}); },
+                                 no_edit)),
+             Catch::Contains("model.safetensors") && Catch::Contains("rwkv.blocks.0.attention.gate"));
+  const fs::path cut = folder_with("cut", no_edit, [](auto&) {});
+  fs::resize_file(cut / "model.safetensors", fs::file_size(cut / "model.safetensors") - 64);
+  CHECK_THAT(refused(cut), Catch::Contains("model.safetensors: tensor 'head.weight'") && Catch::Contains("truncated"));
 }
