@@ -31,6 +31,7 @@ int64_t sample_token(const torch::Tensor& logits, const SamplingOptions& o, at::
   const torch::Tensor l = logits.detach().to(torch::kCPU, torch::kFloat64);
   if (o.temperature == 0) return l.argmax().item<int64_t>();
   const torch::Tensor probs = torch::softmax(l / o.temperature, 0);
+  if (o.top_p >= 1) return torch::multinomial(probs, 1, /*replacement=*/false, generator).item<int64_t>();
   // Stable descending sort: equal probabilities keep id order, so the head is argmax's choice.
   const auto [sorted, order] = probs.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true);
   // Keep token k while the mass before it is still short of top_p.

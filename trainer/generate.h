@@ -22,10 +22,11 @@ struct SamplingOptions {
 // Throws std::invalid_argument naming the option when temperature < 0 or top_p ∉ (0, 1].
 void check_sampling_options(const SamplingOptions& options);
 
-// Picks the next token from `logits` (V, any float dtype, any device); options are checked. Greedy when temperature
-// is 0; otherwise softmax(logits / temperature) cut to the smallest most-likely set whose mass
-// reaches top_p (the first token always stays, so a tiny top_p is greedy; ties keep the lower id,
-// as argmax does), renormalised, and sampled with `generator` (a CPU generator).
+// Picks the next token from `logits` (V, any float dtype, any device); the options are checked.
+// Greedy when temperature is 0; otherwise softmax(logits / temperature) cut to the smallest
+// most-likely set whose mass reaches top_p (the first token always stays, so a tiny top_p is
+// greedy; ties keep the lower id, as argmax does), renormalised, and sampled with `generator` (a
+// CPU generator).
 int64_t sample_token(const torch::Tensor& logits, const SamplingOptions& options, at::Generator& generator);
 
 // Bytes of the RNN state (every tensor of every layer): what the model carries between tokens.
