@@ -17,6 +17,7 @@
 #include "tests/test_util.h"
 #include "trainer/evaluate.h"
 #include "trainer/generate.h"
+#include "trainer/hf_folder.h"
 #include "trainer/model_source.h"
 #include "trainer/pth_writer.h"
 
@@ -127,6 +128,12 @@ TEST_CASE("rwkv generate prints the greedy text with speeds and a flat memory ta
   CHECK(rows == 4);
   CHECK(state_sizes == std::set<std::string>{std::to_string(2 * 5 * 32 * 4)});
 
+  SECTION("the same weights as an HF folder generate the same text") {
+    rwkv::io::write_hf_folder(dir / "hf", weights.tensors, weights.config, 64, torch::kFloat32);
+    CHECK_THAT(cli(fmt::format("generate {} --prompt abc --temperature 0 --max-tokens 12 --show-ids --tokenizer byte",
+                               (dir / "hf").string())),
+               Catch::Contains(fmt::format("ids: {}", fmt::join(want, " "))));
+  }
   SECTION("a trained checkpoint brings its own tokenizer") {
     const auto& tiny = rwkv::test::tiny_trained_run();
     CHECK_THAT(cli(fmt::format("generate {} --prompt 'the quick' --max-tokens 20 --seed 1", tiny.run_dir.string())),
