@@ -56,6 +56,14 @@ torch::Tensor to_tensor(const nlohmann::json& rows) {
   return t;
 }
 
+void flip_byte(const fs::path& file, std::streamoff at) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(at);
+  const char c = static_cast<char>(f.get());
+  f.seekp(at);
+  f.put(static_cast<char>(~c));
+}
+
 std::string join_ids(const std::vector<int64_t>& ids) { return fmt::format("{}", fmt::join(ids, ",")); }
 
 }  // namespace
@@ -91,11 +99,7 @@ TEST_CASE("rwkv export takes a trainer checkpoint; its pth and hf exports import
 
   SECTION("a corrupt checkpoint is refused naming the file, nothing written") {
     fs::copy(tiny.checkpoint, dir / "bad");
-    {
-      std::fstream f(dir / "bad" / "weights.pt", std::ios::in | std::ios::out | std::ios::binary);
-      f.seekp(200);
-      f.put('\x7f');
-    }
+    flip_byte(dir / "bad" / "weights.pt", 200);
     out = cli(fmt::format("export {} --format hf --out {}", (dir / "bad").string(), (dir / "bad-hf").string()), false);
     CHECK_THAT(out, Catch::Contains("weights.pt") && Catch::Contains("corrupt"));
     CHECK_FALSE(fs::exists(dir / "bad-hf"));
@@ -111,6 +115,24 @@ TEST_CASE("rwkv export takes a trainer checkpoint; its pth and hf exports import
                         Catch::Contains("config.yaml"));
     CHECK_FALSE(fs::exists(dir / "wide.pth"));
   }
+}
+
+TEST_CASE("a weights-only checkpoint read still checks every file and keeps no optimizer state", "[export]") {
+  const auto& tiny = rwkv::test::tiny_trained_run();
+  const auto full = rwkv::trainer::load_checkpoint(tiny.checkpoint);
+  const auto light = rwkv::trainer::load_checkpoint(tiny.checkpoint, rwkv::trainer::CheckpointParts::weights);
+  CHECK(light.optimizer.empty());
+  CHECK_FALSE(light.cpu_rng.defined());
+  CHECK(light.progress == full.progress);
+  CHECK(light.config_yaml == full.config_yaml);
+  REQUIRE(light.weights.size() == full.weights.size());
+  for (const auto& [name, t] : full.weights) CHECK(torch::equal(light.weights.at(name), t));
+
+  TempDir dir("rwkv-ckpt-parts");
+  fs::copy(tiny.checkpoint, dir / "ck");
+  flip_byte(dir / "ck" / "optimizer.pt", 100);
+  CHECK_THROWS_WITH(rwkv::trainer::load_checkpoint(dir / "ck", rwkv::trainer::CheckpointParts::weights),
+                    Catch::Contains("optimizer.pt does not match its hash"));
 }
 
 TEST_CASE("our logits and gradients equal transformers' and the rwkv package's on our exports",

@@ -37,9 +37,9 @@ ModelSource from_checkpoint(const fs::path& dir, trainer::Checkpoint ck) {
 ModelSource read_model_source(const fs::path& path, const std::function<void(const std::string&)>& warn) {
   if (fs::is_directory(path) && !fs::exists(path / "config.json")) {  // config.json: an HF folder
     if (fs::exists(path / "COMPLETE") || fs::exists(path / "weights.pt"))
-      return from_checkpoint(path, trainer::load_checkpoint(path));
+      return from_checkpoint(path, trainer::load_checkpoint(path, trainer::CheckpointParts::weights));
     const fs::path dir = fs::is_directory(path / "checkpoints") ? path / "checkpoints" : path;
-    auto latest = trainer::load_latest_checkpoint(dir, warn);
+    auto latest = trainer::load_latest_checkpoint(dir, warn, trainer::CheckpointParts::weights);
     if (!latest)
       throw std::runtime_error(fmt::format("{}: neither a checkpoint, a directory of checkpoints, a run directory "
                                            "nor an HF folder (no complete step-N checkpoint, no config.json)",

@@ -5,9 +5,8 @@
 //   a checkpoints directory  the newest complete step-N in it (torn/corrupt newer ones skipped
 //                            with a warning), or a run directory holding checkpoints/;
 //   a weights file/folder    .pth, .safetensors or an HF folder (trainer/weight_files.h).
-// A checkpoint also tells the tokenizer and the context length it was trained with. It is read
-// with load_checkpoint, which checks every file against COMPLETE and so also loads the Adam
-// moments: about 3× the fp32 weights in memory while reading.
+// A checkpoint also tells the tokenizer and the context length it was trained with; of its files
+// (all checked against COMPLETE) only the weights are kept in memory, not the Adam moments.
 #include <filesystem>
 #include <functional>
 #include <string>
