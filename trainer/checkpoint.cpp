@@ -212,17 +212,15 @@ fs::path save_checkpoint(const fs::path& dir, const Checkpoint& ckpt, int64_t ke
   return final_path;
 }
 
-Checkpoint load_checkpoint(const fs::path& path) {
+Checkpoint load_checkpoint(const fs::path& path, CheckpointParts parts) {
   const auto fail = [&](const std::string& why) -> std::runtime_error {
     return std::runtime_error(fmt::format("checkpoint {}: {}", path.string(), why));
   };
   if (!fs::exists(path / kMarker)) throw fail("no COMPLETE marker (torn write)");
   nlohmann::json marker;
-  std::map<std::string, std::vector<char>> files;
-  try {
-    const auto m = read_file(path / kMarker);
-    marker = nlohmann::json::parse(m.begin(), m.end());
-    for (const char* fname : kFiles) {
+  // One file at a time: read, check against COMPLETE, unpickle what `parts` asks for, drop the bytes.
+  const auto verified = [&](const char* fname) {
+    try {
       const auto& expect = marker.at("files").at(fname);
       if (!fs::exists(path / fname)) throw fail(std::string(fname) + " is missing");
       auto bytes = read_file(path / fname);
@@ -230,24 +228,41 @@ Checkpoint load_checkpoint(const fs::path& path) {
         throw fail(fmt::format("{} has {} bytes, COMPLETE says {}", fname, bytes.size(), expect.at("bytes").get<size_t>()));
       if (content_hash(bytes) != expect.at("hash").get<std::string>())
         throw fail(std::string(fname) + " does not match its hash in COMPLETE (corrupt)");
-      files[fname] = std::move(bytes);
+      return bytes;
+    } catch (const nlohmann::json::exception& e) {
+      throw fail(std::string("unreadable COMPLETE marker: ") + e.what());
     }
+  };
+  try {
+    const auto m = read_file(path / kMarker);
+    marker = nlohmann::json::parse(m.begin(), m.end());
   } catch (const nlohmann::json::exception& e) {
     throw fail(std::string("unreadable COMPLETE marker: ") + e.what());
   }
 
   Checkpoint c;
+  const bool all = parts == CheckpointParts::all;
   try {
-    c.weights = unpickle_tensors(files["weights.pt"]);
-    c.optimizer = unpickle_tensors(files["optimizer.pt"]);
-    auto rng = unpickle_tensors(files["rng.pt"]);
-    c.cpu_rng = rng.at("cpu");
-    for (size_t i = 0; rng.count("cuda." + std::to_string(i)); ++i) c.cuda_rng.push_back(rng["cuda." + std::to_string(i)]);
-    const auto& sj = files["state.json"];
-    const auto state = nlohmann::json::parse(sj.begin(), sj.end());
-    c.progress = progress_from_json(state.at("progress"));
-    c.config_hash = state.at("config_hash");
-    c.config_yaml.assign(files["config.yaml"].begin(), files["config.yaml"].end());
+    for (const char* fname : kFiles) {
+      const std::vector<char> bytes = verified(fname);
+      const std::string name = fname;
+      if (name == "weights.pt") {
+        c.weights = unpickle_tensors(bytes);
+      } else if (name == "optimizer.pt") {
+        if (all) c.optimizer = unpickle_tensors(bytes);
+      } else if (name == "rng.pt") {
+        if (!all) continue;
+        auto rng = unpickle_tensors(bytes);
+        c.cpu_rng = rng.at("cpu");
+        for (size_t i = 0; rng.count("cuda." + std::to_string(i)); ++i) c.cuda_rng.push_back(rng["cuda." + std::to_string(i)]);
+      } else if (name == "state.json") {
+        const auto state = nlohmann::json::parse(bytes.begin(), bytes.end());
+        c.progress = progress_from_json(state.at("progress"));
+        c.config_hash = state.at("config_hash");
+      } else {
+        c.config_yaml.assign(bytes.begin(), bytes.end());
+      }
+    }
   } catch (const std::runtime_error&) {
     throw;
   } catch (const std::exception& e) {
@@ -257,11 +272,11 @@ Checkpoint load_checkpoint(const fs::path& path) {
 }
 
 std::optional<std::pair<fs::path, Checkpoint>> load_latest_checkpoint(
-    const fs::path& dir, const std::function<void(const std::string&)>& warn) {
+    const fs::path& dir, const std::function<void(const std::string&)>& warn, CheckpointParts parts) {
   auto dirs = step_dirs(dir);
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
     try {
-      return std::make_pair(*it, load_checkpoint(*it));
+      return std::make_pair(*it, load_checkpoint(*it, parts));
     } catch (const std::exception& e) {
       warn(std::string(e.what()) + "; skipped");
     }

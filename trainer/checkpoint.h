@@ -52,14 +52,20 @@ void restore_rng(const Checkpoint& ckpt);
 // (and removes leftover temporary directories). Returns the new checkpoint's path.
 std::filesystem::path save_checkpoint(const std::filesystem::path& dir, const Checkpoint& ckpt, int64_t keep);
 
+// What to read back: everything (resume), or only what inference and export need (weights,
+// progress, config), leaving optimizer and rng empty. Either way every file is checked against
+// COMPLETE; `weights` never holds the Adam moments (2× the weights) in memory.
+enum class CheckpointParts { all, weights };
+
 // Reads one checkpoint directory; throws std::runtime_error naming the directory and the problem
 // (no COMPLETE marker, a file whose size or hash differs, unreadable content).
-Checkpoint load_checkpoint(const std::filesystem::path& path);
+Checkpoint load_checkpoint(const std::filesystem::path& path, CheckpointParts parts = CheckpointParts::all);
 
 // The newest checkpoint under `dir` that loads; each torn or corrupt newer one is reported through
 // `warn` and skipped. nullopt when there is none (or `dir` does not exist).
 std::optional<std::pair<std::filesystem::path, Checkpoint>> load_latest_checkpoint(
-    const std::filesystem::path& dir, const std::function<void(const std::string&)>& warn);
+    const std::filesystem::path& dir, const std::function<void(const std::string&)>& warn,
+    CheckpointParts parts = CheckpointParts::all);
 
 // Complete-looking checkpoint directories under `dir` (with a COMPLETE file), oldest first.
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& dir);

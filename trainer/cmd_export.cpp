@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "trainer/commands.h"
-#include "trainer/weight_files.h"
+#include "trainer/model_source.h"
 
 namespace rwkv::cli {
 
@@ -16,7 +16,7 @@ struct ExportArgs {
   std::string format = "pth";
   std::string dtype = "bf16";
   std::string out;
-  int64_t ctx_len = 1024;
+  int64_t ctx_len = 0;  // 0: the checkpoint's training ctx_len, else 1024
 };
 
 int64_t parameter_count(const io::NamedTensors& tensors) {
@@ -30,7 +30,9 @@ int64_t parameter_count(const io::NamedTensors& tensors) {
 void add_export_command(CLI::App& app) {
   auto args = std::make_shared<ExportArgs>();
   auto* cmd = app.add_subcommand("export", "Write model weights as .pth (reference keys) or a Hugging Face folder");
-  cmd->add_option("source", args->source, "Weights: .pth, .safetensors (reference keys) or an HF folder")
+  cmd->add_option("source", args->source,
+                  "A checkpoint (step-N, a checkpoints/ or run directory: the newest complete one), "
+                  ".pth, .safetensors (reference keys) or an HF folder")
       ->required();
   cmd->add_option("--format", args->format, "pth | hf | safetensors")
       ->check(CLI::IsMember({"pth", "hf", "safetensors"}))
@@ -39,18 +41,21 @@ void add_export_command(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
   cmd->add_option("--out", args->out, "Output file (pth, safetensors) or folder (hf)")->required();
-  cmd->add_option("--ctx-len", args->ctx_len, "context_length written to an HF config.json")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  cmd->add_option("--ctx-len", args->ctx_len,
+                  "context_length written to an HF config.json (default: the checkpoint's ctx_len, else 1024)")
+      ->check(CLI::PositiveNumber);
   cmd->callback([args] {
-    const io::ModelWeights weights = io::read_model_weights(args->source);
+    const io::ModelSource source =
+        io::read_model_source(args->source, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
+    const io::ModelWeights& weights = source.weights;
+    const int64_t ctx_len = args->ctx_len > 0 ? args->ctx_len : source.ctx_len > 0 ? source.ctx_len : 1024;
     const io::WeightFormat format = args->format == "hf"            ? io::WeightFormat::HfFolder
                                     : args->format == "safetensors" ? io::WeightFormat::Safetensors
                                                                     : io::WeightFormat::Pth;
-    io::write_model_weights(weights, format, args->out, io::parse_weight_dtype(args->dtype), args->ctx_len);
+    io::write_model_weights(weights, format, args->out, io::parse_weight_dtype(args->dtype), ctx_len);
     const ModelConfig& c = weights.config;
-    fmt::print("exported {} tensors ({} parameters; n_layer {}, n_embd {}, vocab_size {}) as {} {} to {}\n",
-               weights.tensors.size(), parameter_count(weights.tensors), c.n_layer, c.n_embd, c.vocab_size,
+    fmt::print("exported {}: {} tensors ({} parameters; n_layer {}, n_embd {}, vocab_size {}) as {} {} to {}\n",
+               source.description, weights.tensors.size(), parameter_count(weights.tensors), c.n_layer, c.n_embd, c.vocab_size,
                args->format, args->dtype, args->out);
   });
 }

@@ -17,13 +17,13 @@
 #include "rwkv/block_recompute.h"
 #include "rwkv/init.h"
 #include "rwkv/model.h"
-#include "rwkv/rnn.h"
 #include "rwkv/yaml_section.h"
 #include "trainer/commands.h"
 #include "trainer/communicator.h"
 #include "trainer/dataset_source.h"
 #include "trainer/init_weights_file.h"
 #include "trainer/dist_env.h"
+#include "trainer/generate.h"
 #include "trainer/train_loop.h"
 
 namespace rwkv::cli {
@@ -36,25 +36,13 @@ void on_signal(int sig) {
   std::signal(sig, SIG_DFL);
 }
 
-// Temperature sampling (greedy at 0) through RNN mode, from the prompt's prefill.
-std::string generate(RWKV& model, const data::Tokenizer& tok, const trainer::SampleConfig& s,
-                     const torch::Device& device) {
-  torch::NoGradGuard no_grad;
-  model->eval();
+// The closing sample: temperature sampling (greedy at 0) through RNN mode (trainer/generate.h).
+std::string sample_text(RWKV& model, const data::Tokenizer& tok, const trainer::SampleConfig& s, uint64_t seed) {
   std::vector<int32_t> ids = tok.encode(s.prompt);
   if (ids.empty()) ids.push_back(tok.eod_id());
-  std::vector<int64_t> prompt(ids.begin(), ids.end());
-  auto pre = prefill(model, torch::tensor(prompt, torch::kLong).unsqueeze(0).to(device));
-  torch::Tensor logits = pre.logits.to(torch::kFloat32);
-  std::vector<int32_t> out;
-  for (int64_t i = 0; i < s.length; ++i) {
-    torch::Tensor next = s.temperature == 0
-                             ? logits.argmax(-1)
-                             : torch::multinomial(torch::softmax(logits / s.temperature, -1), 1).squeeze(-1);
-    out.push_back(static_cast<int32_t>(next.item<int64_t>()));
-    logits = rnn_step(model, next, pre.state).to(torch::kFloat32);
-  }
-  return s.prompt + tok.decode(out);
+  const auto gen = trainer::generate(model, std::vector<int64_t>(ids.begin(), ids.end()), s.length,
+                                     {.temperature = s.temperature, .seed = seed});
+  return s.prompt + tok.decode(std::vector<int32_t>(gen.tokens.begin(), gen.tokens.end()));
 }
 
 int train_main(const std::string& config_path, bool resume, const std::vector<std::string>& sets) {
@@ -112,7 +100,7 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
 
   if (root && report.exit != trainer::TrainExit::stopped && cfg.sample.length > 0) {
     fmt::print("--- sample (temperature {}) ---\n{}\n---\n", cfg.sample.temperature,
-               generate(model, *tokenizer, cfg.sample, device));
+               sample_text(model, *tokenizer, cfg.sample, cfg.train.seed));
   }
   return 0;
 }

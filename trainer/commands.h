@@ -20,6 +20,10 @@ void add_bench_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 // `rwkv import`: released .pth or HF folder → a weights file checked against a config.
 void add_import_command(CLI::App& app);
+// `rwkv generate MODEL --prompt TEXT`: RNN-mode text generation, speed and memory per token.
+void add_generate_command(CLI::App& app);
+// `rwkv eval MODEL --data FILE`: loss, perplexity, bits per byte, per-token log-probabilities.
+void add_eval_command(CLI::App& app);
 // `rwkv plan CONFIG --gpus N --gpu-mem GB`: per-GPU memory under DDP / ZeRO-1 / ZeRO-2.
 void add_plan_command(CLI::App& app);
 

@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   rwkv::cli::add_export_command(app);
   rwkv::cli::add_import_command(app);
   rwkv::cli::add_plan_command(app);
+  rwkv::cli::add_generate_command(app);
+  rwkv::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -128,6 +128,34 @@ def logits_rwkv(args):
     write_json(args.out, {"logits": rows})
 
 
+def parity(args):
+    """For each case (HF folder, .pth of the same weights): transformers' logits and the `rwkv`
+    package's logits on --tokens, and transformers' gradients (CPU path, autograd through its own
+    WKV loop) of the mean next-token cross-entropy on the --grad-tokens batch (no L2Wrap)."""
+    from transformers import RwkvForCausalLM
+
+    batch = torch.tensor([tokens(row) for row in args.grad_tokens.split(";")])
+    out = {}
+    for name, folder, pth in args.case:
+        ns = argparse.Namespace(folder=folder, file=pth, tokens=args.tokens, out=None)
+        result = {}
+        for key, fn in (("hf_logits", logits_hf), ("rwkv_logits", logits_rwkv)):
+            ns.out = args.out + f".{name}.{key}"
+            fn(ns)
+            with open(ns.out) as f:
+                result[key] = json.load(f)["logits"]
+            os.remove(ns.out)
+        model = RwkvForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+        model.train()  # rescale_every is 0, so train mode changes nothing but enables autograd use
+        logits = model(batch[:, :-1], use_cache=False).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1))
+        loss.backward()
+        result["loss"] = loss.item()
+        result["grads"] = {k: p.grad.double().flatten().tolist() for k, p in model.named_parameters()}
+        out[name] = result
+    write_json(args.out, out)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(required=True)
@@ -151,6 +179,12 @@ def main():
     s.add_argument("out")
     s.add_argument("--tokens", required=True)
     s.set_defaults(fn=logits_hf)
+    s = sub.add_parser("parity")
+    s.add_argument("out")
+    s.add_argument("--case", nargs=3, action="append", required=True, metavar=("NAME", "HF_FOLDER", "PTH"))
+    s.add_argument("--tokens", required=True)
+    s.add_argument("--grad-tokens", required=True, help="rows of comma-separated ids, separated by ';'")
+    s.set_defaults(fn=parity)
     args = p.parse_args()
     args.fn(args)
 
