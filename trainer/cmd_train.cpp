@@ -21,9 +21,9 @@
 #include "trainer/commands.h"
 #include "trainer/communicator.h"
 #include "trainer/dataset_source.h"
-#include "trainer/init_weights_file.h"
 #include "trainer/dist_env.h"
 #include "trainer/generate.h"
+#include "trainer/init_weights_file.h"
 #include "trainer/train_loop.h"
 
 namespace rwkv::cli {
