@@ -18,6 +18,7 @@
 #include "rwkv/yaml_section.h"
 #include "trainer/commands.h"
 #include "trainer/dataset_source.h"
+#include "trainer/flops_peak.h"
 #include "trainer/train_loop.h"
 
 namespace rwkv::cli {
@@ -55,7 +56,7 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
   std::vector<trainer::Override> overrides;
   for (const auto& s : sets) overrides.push_back(trainer::parse_override(s));
   if (resume) overrides.push_back({"checkpoint.resume", "auto"});
-  const trainer::RunConfig cfg = trainer::load_run_config(config_path, overrides);
+  trainer::RunConfig cfg = trainer::load_run_config(config_path, overrides);
   if (cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(cfg.train.threads));
   const torch::Device device = trainer::resolve_device(cfg);
   fmt::print("effective config (hash {}):\n{}", cfg.hash(), cfg.to_yaml());
@@ -79,6 +80,13 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
     return trainer::make_dataset_source(dataset, cfg, stage);
   };
   env.forward_flops_per_token = static_cast<double>(forward_flops_per_token(*model));
+  if (cfg.log.peak_auto) {
+    // The config (and its hash) keeps `auto`; the loop reads the number found here.
+    const trainer::Stage& first = cfg.stages.front();
+    const auto peak = trainer::auto_peak(cfg.model, first.micro_batch * first.ctx_len, device);
+    fmt::print("MFU peak (log.peak_tflops: auto): {:.4g} TFLOP/s, {}\n", peak.tflops, peak.source);
+    cfg.log.peak_tflops = peak.tflops;
+  }
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
