@@ -59,10 +59,11 @@ void bench_generate(const GenerateOptions& o) {
     throw std::invalid_argument("bench generate: --tokens and --chunk must be positive, --warmup non-negative");
   for (const int64_t c : o.ctx)
     if (c < 0) throw std::invalid_argument(fmt::format("bench generate: --ctx {} is negative", c));
+  check_json_path(o.json);
   const torch::Device dev(o.device);
   if (dev.is_cuda() && !torch::cuda::is_available())
     throw std::invalid_argument("bench generate: --device " + o.device + " but torch sees no CUDA device");
-  const Loaded src = load_source(o.source);
+  Loaded src = load_source(o.source);
   const ModelConfig& config = src.config;
   RWKV model(config, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
   if (src.weights.empty()) {
@@ -75,6 +76,7 @@ void bench_generate(const GenerateOptions& o) {
       kv.value().copy_(it->second.reshape(kv.value().sizes()));
     }
   }
+  src.weights.clear();  // the model holds its copy; the RSS column counts the model, not the file too
   model->eval();
   torch::NoGradGuard no_grad;
   const auto sync = [&] {

@@ -1,6 +1,7 @@
 // The timing and JSON helpers shared by the `rwkv bench` subcommands (trainer/bench.h).
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 
 #include "trainer/bench.h"
@@ -34,6 +35,13 @@ void write_json(const std::string& path, const nlohmann::json& j) {
   std::ofstream out(path, std::ios::trunc);
   out << j.dump(2) << "\n";
   if (!out) throw std::runtime_error("bench: cannot write --json " + path);
+}
+
+void check_json_path(const std::string& path) {
+  if (path.empty()) return;
+  const std::filesystem::path dir = std::filesystem::absolute(path).parent_path();
+  if (!std::filesystem::is_directory(dir))
+    throw std::invalid_argument("bench: cannot write --json " + path + ": no directory " + dir.string());
 }
 
 }  // namespace rwkv::bench

@@ -9,6 +9,9 @@
 #include <ATen/autocast_mode.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
+
 #include "kernels/cuda_runtime_info.h"
 #include "rwkv/init.h"
 #include "rwkv/model.h"
@@ -45,6 +48,7 @@ class Autocast {
 void bench_train(const TrainOptions& o) {
   if (o.micro_batch < 1 || o.ctx < 1 || o.steps < 1 || o.warmup < 0)
     throw std::invalid_argument("bench train: --micro-batch, --ctx and --steps must be positive, --warmup non-negative");
+  check_json_path(o.json);
   const ModelConfig config = model_config_from_file(o.config);
   const torch::Device dev(o.device);
   if (dev.is_cuda() && !torch::cuda::is_available())
@@ -63,7 +67,16 @@ void bench_train(const TrainOptions& o) {
       torch::randint(V, {o.micro_batch, o.ctx + 1}, torch::TensorOptions().dtype(torch::kLong).device(dev));
   const torch::Tensor inputs = batch.narrow(1, 0, o.ctx), targets = batch.narrow(1, 1, o.ctx);
 
+  // Phase times of every call (forward with the loss, backward, clipping + Adam), in ms.
+  std::vector<double> phase_ms[3];
   const auto step = [&] {
+    using Clock = std::chrono::steady_clock;
+    auto mark = [&, last = Clock::now()](int phase) mutable {
+      if (cuda) torch::cuda::synchronize();
+      const auto now = Clock::now();
+      phase_ms[phase].push_back(std::chrono::duration<double, std::milli>(now - last).count());
+      last = now;
+    };
     for (auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
     torch::Tensor total;
     {
@@ -73,16 +86,26 @@ void bench_train(const TrainOptions& o) {
           torch::nn::functional::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}));
       total = trainer::l2wrap(loss, logits, opt_config.l2wrap);
     }
+    mark(0);
     total.backward();
+    mark(1);
     const double norm = trainer::global_grad_norm(params);
     trainer::clip_gradients(params, norm, opt_config.grad_clip);
     adam.step(1e-5, opt_config.lr_mult);
+    mark(2);
   };
   fmt::print("training step, {} (L={} D={} V={}), micro-batch {} x ctx {} = {} tokens, {} on {}, {} threads\n",
              o.config, config.n_layer, config.n_embd, V, o.micro_batch, o.ctx, tokens, cuda ? "bf16 autocast" : "fp32",
              dev.str(), at::get_num_threads());
   const Timing t = time_runs(o.steps, o.warmup, dev, step);
   for (auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
+  // Median of each phase over the timed calls (the warm-up ones come first).
+  double phase_median[3];
+  for (int i = 0; i < 3; ++i) {
+    std::vector<double> timed(phase_ms[i].end() - o.steps, phase_ms[i].end());
+    std::sort(timed.begin(), timed.end());
+    phase_median[i] = timed[timed.size() / 2];
+  }
 
   // The WKV op alone at the step's shapes, once per layer.
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
@@ -118,6 +141,10 @@ void bench_train(const TrainOptions& o) {
              gemm.max_tflops);
   fmt::print("  {:<32} {:11.2f} {:11.2f} {:11.2f}\n", "WKV op fwd+bwd x L (ms)", config.n_layer * wkv_t.median_ms,
              config.n_layer * wkv_t.min_ms, config.n_layer * wkv_t.max_ms);
+  fmt::print("  phases (median ms): forward + loss {:.1f}, backward {:.1f}, clip + Adam {:.1f}\n", phase_median[0],
+             phase_median[1], phase_median[2]);
+  fmt::print("  GEMM time at the GEMMs-alone rate: {:.1f} ms of the step's {:.1f} ms\n",
+             flops_per_token * static_cast<double>(tokens) / (gemm.median_tflops * 1e12) * 1e3, t.median_ms);
   fmt::print("  MFU vs the GEMMs alone: {:.1f}%   WKV share of the step: {:.1f}%\n", 100 * achieved / gemm.median_tflops,
              100 * wkv_share);
   nlohmann::json j = {{"bench", "train"},
@@ -132,7 +159,9 @@ void bench_train(const TrainOptions& o) {
                       {"gemm_tflops", {{"median", gemm.median_tflops}, {"min", gemm.min_tflops}, {"max", gemm.max_tflops}}},
                       {"mfu_vs_gemm", achieved / gemm.median_tflops},
                       {"wkv_fwd_bwd_per_layer", to_json(wkv_t)},
-                      {"wkv_share", wkv_share}};
+                      {"wkv_share", wkv_share},
+                      {"phases_median_ms", {{"forward_loss", phase_median[0]}, {"backward", phase_median[1]},
+                                            {"clip_adam", phase_median[2]}}}};
   if (cuda) {
     const std::string name = kernels::cuda_device_name(dev.has_index() ? dev.index() : 0);
     if (const auto peak = trainer::known_bf16_peak_tflops(name)) {

@@ -91,7 +91,8 @@ PeakEstimate auto_peak(const ModelConfig& config, int64_t tokens, const torch::D
       return {*peak, fmt::format("table: {} dense bf16", name)};
   }
   const auto dtype = device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
-  const GemmRate r = measure_gemm_rate(config, tokens, torch::TensorOptions().dtype(dtype).device(device));
+  // 3 timed runs after 1 untimed: the GEMMs of about 4 training steps, once at startup.
+  const GemmRate r = measure_gemm_rate(config, tokens, torch::TensorOptions().dtype(dtype).device(device), 3, 1);
   return {r.median_tflops,
           fmt::format("measured: the model's GEMMs alone, {} rows, {} on {}, median of {} (min {:.4g}, max {:.4g} "
                       "TFLOP/s)",
