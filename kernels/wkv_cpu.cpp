@@ -126,28 +126,33 @@ inline void backward_block(const BackwardPtrs<IO, F>& a, const Shape& s, int64_t
     acc_w[j] = F(0);
     acc_u[j] = F(0);
   }
+  // The step's rows are staged in local arrays: the arithmetic loop then reads and writes only
+  // locals, which nothing else can alias. Reading the 8 rows in place needs more run-time alias
+  // checks than GCC emits (with fp32 I/O every row is a float*), and the loop stayed scalar.
+  F kl[kBlock], vl[kBlock], gl[kBlock], al[kBlock], bl[kBlock], pl[kBlock], dkl[kBlock], dvl[kBlock];
   for (int64_t t = s.T - 1; t >= 0; --t) {
     const int64_t off = (b * s.T + t) * s.C + c0;
-    const IO* kt = a.k + off;
-    const IO* vt = a.v + off;
-    const IO* gyt = a.gy + off;
-    const F* wa = a.ws_aa + off;
-    const F* wbb = a.ws_bb + off;
-    const F* wp = a.ws_pp + off;
-    IO* gkt = a.gk + off;
-    IO* gvt = a.gv + off;
+    for (int64_t j = 0; j < n; ++j) {
+      kl[j] = static_cast<F>(a.k[off + j]);
+      vl[j] = static_cast<F>(a.v[off + j]);
+      gl[j] = static_cast<F>(a.gy[off + j]);
+      al[j] = a.ws_aa[off + j];
+      bl[j] = a.ws_bb[off + j];
+      pl[j] = a.ws_pp[off + j];
+    }
     for (int64_t j = 0; j < n; ++j) {
       wkv::Adjoint<F> adj{ja[j], jb[j], jaw[j], jbw[j], js[j]};
-      F dk, dv;
-      wkv::backward_step(wkv::State<F>{wa[j], wbb[j], wp[j]}, adj, wb[j], ub[j], static_cast<F>(kt[j]),
-                         static_cast<F>(vt[j]), static_cast<F>(gyt[j]), dk, dv, acc_w[j], acc_u[j]);
-      gkt[j] = static_cast<IO>(dk);
-      gvt[j] = static_cast<IO>(dv);
+      wkv::backward_step(wkv::State<F>{al[j], bl[j], pl[j]}, adj, wb[j], ub[j], kl[j], vl[j], gl[j], dkl[j], dvl[j],
+                         acc_w[j], acc_u[j]);
       ja[j] = adj.a;
       jb[j] = adj.b;
       jaw[j] = adj.aw;
       jbw[j] = adj.bw;
       js[j] = adj.s;
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      a.gk[off + j] = static_cast<IO>(dkl[j]);
+      a.gv[off + j] = static_cast<IO>(dvl[j]);
     }
   }
   for (int64_t j = 0; j < n; ++j) {
