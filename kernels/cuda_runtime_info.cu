@@ -18,4 +18,13 @@ int cuda_runtime_device_count() {
   return n;
 }
 
+std::string cuda_device_name(int index) {
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) {
+    cudaGetLastError();
+    return "";
+  }
+  return prop.name;
+}
+
 }  // namespace rwkv::kernels

@@ -6,5 +6,6 @@ namespace rwkv::kernels {
 bool cuda_compiled() { return false; }
 std::string cuda_compiled_archs() { return ""; }
 int cuda_runtime_device_count() { return 0; }
+std::string cuda_device_name(int) { return ""; }
 
 }  // namespace rwkv::kernels

@@ -39,140 +39,176 @@ void for_each_block(const Shape& s, const Fn& fn) {
   });
 }
 
+// Raw pointers of one call, so the per-block bodies below need no tensors.
 template <class IO, class F>
-void forward_impl(const WkvForwardArgs& a, const Shape& s) {
-  const F* w = a.w.data_ptr<F>();
-  const F* u = a.u.data_ptr<F>();
-  const IO* k = a.k.data_ptr<IO>();
-  const IO* v = a.v.data_ptr<IO>();
-  IO* y = a.y.data_ptr<IO>();
-  F* aa = a.aa.data_ptr<F>();
-  F* bb = a.bb.data_ptr<F>();
-  F* pp = a.pp.data_ptr<F>();
-  for_each_block(s, [&](int64_t b, int64_t c0, int64_t n) {
-    F sa[kBlock], sb[kBlock], sp[kBlock];
-    const int64_t st = b * s.C + c0;
-    std::copy_n(aa + st, n, sa);
-    std::copy_n(bb + st, n, sb);
-    std::copy_n(pp + st, n, sp);
-    const F* wb = w + c0;
-    const F* ub = u + c0;
-    for (int64_t t = 0; t < s.T; ++t) {
-      const int64_t off = (b * s.T + t) * s.C + c0;
-      const IO* kt = k + off;
-      const IO* vt = v + off;
-      IO* yt = y + off;
-      for (int64_t j = 0; j < n; ++j) {
-        wkv::State<F> state{sa[j], sb[j], sp[j]};
-        yt[j] = static_cast<IO>(
-            wkv::forward_step(state, wb[j], ub[j], static_cast<F>(kt[j]), static_cast<F>(vt[j])));
-        sa[j] = state.aa;
-        sb[j] = state.bb;
-        sp[j] = state.pp;
-      }
+struct ForwardPtrs {
+  const F *w, *u;
+  const IO *k, *v;
+  IO* y;
+  F *aa, *bb, *pp;
+};
+
+template <class IO, class F>
+struct BackwardPtrs {
+  const F *w, *u;
+  const IO *k, *v, *gy;
+  const F *aa0, *bb0, *pp0, *g_aa_T, *g_bb_T;
+  IO *gk, *gv;
+  F *gw, *gu, *g_aa0, *g_bb0, *g_pp0;
+  F *ws_aa, *ws_bb, *ws_pp;
+};
+
+template <class IO, class F>
+inline void forward_block(const ForwardPtrs<IO, F>& a, const Shape& s, int64_t b, int64_t c0, int64_t n) {
+  F sa[kBlock], sb[kBlock], sp[kBlock];
+  const int64_t st = b * s.C + c0;
+  std::copy_n(a.aa + st, n, sa);
+  std::copy_n(a.bb + st, n, sb);
+  std::copy_n(a.pp + st, n, sp);
+  const F* wb = a.w + c0;
+  const F* ub = a.u + c0;
+  for (int64_t t = 0; t < s.T; ++t) {
+    const int64_t off = (b * s.T + t) * s.C + c0;
+    const IO* kt = a.k + off;
+    const IO* vt = a.v + off;
+    IO* yt = a.y + off;
+    for (int64_t j = 0; j < n; ++j) {
+      wkv::State<F> state{sa[j], sb[j], sp[j]};
+      yt[j] = static_cast<IO>(wkv::forward_step(state, wb[j], ub[j], static_cast<F>(kt[j]), static_cast<F>(vt[j])));
+      sa[j] = state.aa;
+      sb[j] = state.bb;
+      sp[j] = state.pp;
     }
-    std::copy_n(sa, n, aa + st);
-    std::copy_n(sb, n, bb + st);
-    std::copy_n(sp, n, pp + st);
-  });
+  }
+  std::copy_n(sa, n, a.aa + st);
+  std::copy_n(sb, n, a.bb + st);
+  std::copy_n(sp, n, a.pp + st);
 }
 
 template <class IO, class F>
-void backward_impl(const WkvBackwardArgs& a, const at::Tensor& workspace, const Shape& s) {
-  const F* w = a.w.data_ptr<F>();
-  const F* u = a.u.data_ptr<F>();
-  const IO* k = a.k.data_ptr<IO>();
-  const IO* v = a.v.data_ptr<IO>();
-  const IO* gy = a.gy.data_ptr<IO>();
-  const F* aa0 = a.aa0.data_ptr<F>();
-  const F* bb0 = a.bb0.data_ptr<F>();
-  const F* pp0 = a.pp0.data_ptr<F>();
-  const F* g_aa_T = a.g_aa_T.data_ptr<F>();
-  const F* g_bb_T = a.g_bb_T.data_ptr<F>();
-  IO* gk = a.gk.data_ptr<IO>();
-  IO* gv = a.gv.data_ptr<IO>();
-  F* gw = a.gw.data_ptr<F>();
-  F* gu = a.gu.data_ptr<F>();
-  F* g_aa0 = a.g_aa0.data_ptr<F>();
-  F* g_bb0 = a.g_bb0.data_ptr<F>();
-  F* g_pp0 = a.g_pp0.data_ptr<F>();
-  const int64_t plane = s.B * s.T * s.C;
-  F* ws_aa = workspace.data_ptr<F>();
-  F* ws_bb = ws_aa + plane;
-  F* ws_pp = ws_bb + plane;
-
-  for_each_block(s, [&](int64_t b, int64_t c0, int64_t n) {
-    const int64_t st = b * s.C + c0;
-    const F* wb = w + c0;
-    const F* ub = u + c0;
-    // Pass 1 (forward): the state before every step.
-    F sa[kBlock], sb[kBlock], sp[kBlock];
-    std::copy_n(aa0 + st, n, sa);
-    std::copy_n(bb0 + st, n, sb);
-    std::copy_n(pp0 + st, n, sp);
-    for (int64_t t = 0; t < s.T; ++t) {
-      const int64_t off = (b * s.T + t) * s.C + c0;
-      const IO* kt = k + off;
-      const IO* vt = v + off;
-      F* wa = ws_aa + off;
-      F* wbb = ws_bb + off;
-      F* wp = ws_pp + off;
-      for (int64_t j = 0; j < n; ++j) {
-        wa[j] = sa[j];
-        wbb[j] = sb[j];
-        wp[j] = sp[j];
-        wkv::State<F> state{sa[j], sb[j], sp[j]};
-        wkv::update(state, wb[j], static_cast<F>(kt[j]), static_cast<F>(vt[j]));
-        sa[j] = state.aa;
-        sb[j] = state.bb;
-        sp[j] = state.pp;
-      }
-    }
-    // Pass 2 (reverse): every gradient. sp now holds the final pp.
-    F ja[kBlock], jb[kBlock], jaw[kBlock], jbw[kBlock], js[kBlock], acc_w[kBlock], acc_u[kBlock];
+inline void backward_block(const BackwardPtrs<IO, F>& a, const Shape& s, int64_t b, int64_t c0, int64_t n) {
+  const int64_t st = b * s.C + c0;
+  const F* wb = a.w + c0;
+  const F* ub = a.u + c0;
+  // Pass 1 (forward): the state before every step.
+  F sa[kBlock], sb[kBlock], sp[kBlock];
+  std::copy_n(a.aa0 + st, n, sa);
+  std::copy_n(a.bb0 + st, n, sb);
+  std::copy_n(a.pp0 + st, n, sp);
+  for (int64_t t = 0; t < s.T; ++t) {
+    const int64_t off = (b * s.T + t) * s.C + c0;
+    const IO* kt = a.k + off;
+    const IO* vt = a.v + off;
+    F* wa = a.ws_aa + off;
+    F* wbb = a.ws_bb + off;
+    F* wp = a.ws_pp + off;
     for (int64_t j = 0; j < n; ++j) {
-      const wkv::Adjoint<F> adj =
-          wkv::adjoint_from_final(wkv::State<F>{sa[j], sb[j], sp[j]}, g_aa_T[st + j], g_bb_T[st + j]);
+      wa[j] = sa[j];
+      wbb[j] = sb[j];
+      wp[j] = sp[j];
+      wkv::State<F> state{sa[j], sb[j], sp[j]};
+      wkv::update(state, wb[j], static_cast<F>(kt[j]), static_cast<F>(vt[j]));
+      sa[j] = state.aa;
+      sb[j] = state.bb;
+      sp[j] = state.pp;
+    }
+  }
+  // Pass 2 (reverse): every gradient. sp now holds the final pp.
+  F ja[kBlock], jb[kBlock], jaw[kBlock], jbw[kBlock], js[kBlock], acc_w[kBlock], acc_u[kBlock];
+  for (int64_t j = 0; j < n; ++j) {
+    const wkv::Adjoint<F> adj =
+        wkv::adjoint_from_final(wkv::State<F>{sa[j], sb[j], sp[j]}, a.g_aa_T[st + j], a.g_bb_T[st + j]);
+    ja[j] = adj.a;
+    jb[j] = adj.b;
+    jaw[j] = adj.aw;
+    jbw[j] = adj.bw;
+    js[j] = adj.s;
+    acc_w[j] = F(0);
+    acc_u[j] = F(0);
+  }
+  // The step's rows are staged in local arrays: the arithmetic loop then reads and writes only
+  // locals, which nothing else can alias. Reading the 8 rows in place needs more run-time alias
+  // checks than GCC emits (with fp32 I/O every row is a float*), and the loop stayed scalar.
+  F kl[kBlock], vl[kBlock], gl[kBlock], al[kBlock], bl[kBlock], pl[kBlock], dkl[kBlock], dvl[kBlock];
+  for (int64_t t = s.T - 1; t >= 0; --t) {
+    const int64_t off = (b * s.T + t) * s.C + c0;
+    for (int64_t j = 0; j < n; ++j) {
+      kl[j] = static_cast<F>(a.k[off + j]);
+      vl[j] = static_cast<F>(a.v[off + j]);
+      gl[j] = static_cast<F>(a.gy[off + j]);
+      al[j] = a.ws_aa[off + j];
+      bl[j] = a.ws_bb[off + j];
+      pl[j] = a.ws_pp[off + j];
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      wkv::Adjoint<F> adj{ja[j], jb[j], jaw[j], jbw[j], js[j]};
+      wkv::backward_step(wkv::State<F>{al[j], bl[j], pl[j]}, adj, wb[j], ub[j], kl[j], vl[j], gl[j], dkl[j], dvl[j],
+                         acc_w[j], acc_u[j]);
       ja[j] = adj.a;
       jb[j] = adj.b;
       jaw[j] = adj.aw;
       jbw[j] = adj.bw;
       js[j] = adj.s;
-      acc_w[j] = F(0);
-      acc_u[j] = F(0);
-    }
-    for (int64_t t = s.T - 1; t >= 0; --t) {
-      const int64_t off = (b * s.T + t) * s.C + c0;
-      const IO* kt = k + off;
-      const IO* vt = v + off;
-      const IO* gyt = gy + off;
-      const F* wa = ws_aa + off;
-      const F* wbb = ws_bb + off;
-      const F* wp = ws_pp + off;
-      IO* gkt = gk + off;
-      IO* gvt = gv + off;
-      for (int64_t j = 0; j < n; ++j) {
-        wkv::Adjoint<F> adj{ja[j], jb[j], jaw[j], jbw[j], js[j]};
-        F dk, dv;
-        wkv::backward_step(wkv::State<F>{wa[j], wbb[j], wp[j]}, adj, wb[j], ub[j], static_cast<F>(kt[j]),
-                           static_cast<F>(vt[j]), static_cast<F>(gyt[j]), dk, dv, acc_w[j], acc_u[j]);
-        gkt[j] = static_cast<IO>(dk);
-        gvt[j] = static_cast<IO>(dv);
-        ja[j] = adj.a;
-        jb[j] = adj.b;
-        jaw[j] = adj.aw;
-        jbw[j] = adj.bw;
-        js[j] = adj.s;
-      }
     }
     for (int64_t j = 0; j < n; ++j) {
-      const wkv::Adjoint<F> adj{ja[j], jb[j], jaw[j], jbw[j], js[j]};
-      wkv::backward_initial(wkv::State<F>{aa0[st + j], bb0[st + j], pp0[st + j]}, adj, g_aa0[st + j],
-                            g_bb0[st + j], g_pp0[st + j], acc_w[j]);
-      gw[st + j] = acc_w[j];
-      gu[st + j] = acc_u[j];
+      a.gk[off + j] = static_cast<IO>(dkl[j]);
+      a.gv[off + j] = static_cast<IO>(dvl[j]);
     }
-  });
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const wkv::Adjoint<F> adj{ja[j], jb[j], jaw[j], jbw[j], js[j]};
+    wkv::backward_initial(wkv::State<F>{a.aa0[st + j], a.bb0[st + j], a.pp0[st + j]}, adj, a.g_aa0[st + j],
+                          a.g_bb0[st + j], a.g_pp0[st + j], acc_w[j]);
+    a.gw[st + j] = acc_w[j];
+    a.gu[st + j] = acc_u[j];
+  }
+}
+
+// One block per call, compiled twice on x86-64 GCC: for AVX2+FMA (arch=haswell: 8 floats per
+// vector instead of SSE2's 4, the baseline of the build) and for the baseline, picked once at load
+// time by the CPU's features (an ifunc). `flatten` inlines every callee into each clone, so no
+// shared inline function (wkv_math.h, c10) is ever emitted with AVX2 instructions for the
+// baseline path to call. The FMA clone rounds a few operations differently (fused multiply-add):
+// results can differ by ulps between machines, never between runs on one machine.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WKV_CPU_CLONES __attribute__((target_clones("arch=haswell", "default"), flatten))
+#else
+#define WKV_CPU_CLONES
+#endif
+
+#define WKV_CPU_BLOCKS(IO, F, NAME)                                                                              \
+  WKV_CPU_CLONES void forward_##NAME(const ForwardPtrs<IO, F>& a, const Shape& s, int64_t b, int64_t c0,       \
+                                     int64_t n) {                                                              \
+    forward_block(a, s, b, c0, n);                                                                              \
+  }                                                                                                             \
+  WKV_CPU_CLONES void backward_##NAME(const BackwardPtrs<IO, F>& a, const Shape& s, int64_t b, int64_t c0,     \
+                                      int64_t n) {                                                             \
+    backward_block(a, s, b, c0, n);                                                                             \
+  }
+WKV_CPU_BLOCKS(float, float, f32)
+WKV_CPU_BLOCKS(at::BFloat16, float, bf16)
+WKV_CPU_BLOCKS(double, double, f64)
+#undef WKV_CPU_BLOCKS
+
+template <class IO, class F, class Block>
+void forward_impl(const WkvForwardArgs& a, const Shape& s, Block block) {
+  const ForwardPtrs<IO, F> p{a.w.data_ptr<F>(),  a.u.data_ptr<F>(),  a.k.data_ptr<IO>(), a.v.data_ptr<IO>(),
+                             a.y.data_ptr<IO>(), a.aa.data_ptr<F>(), a.bb.data_ptr<F>(), a.pp.data_ptr<F>()};
+  for_each_block(s, [&](int64_t b, int64_t c0, int64_t n) { block(p, s, b, c0, n); });
+}
+
+template <class IO, class F, class Block>
+void backward_impl(const WkvBackwardArgs& a, const at::Tensor& workspace, const Shape& s, Block block) {
+  const int64_t plane = s.B * s.T * s.C;
+  F* ws = workspace.data_ptr<F>();
+  const BackwardPtrs<IO, F> p{a.w.data_ptr<F>(),      a.u.data_ptr<F>(),      a.k.data_ptr<IO>(),
+                              a.v.data_ptr<IO>(),     a.gy.data_ptr<IO>(),    a.aa0.data_ptr<F>(),
+                              a.bb0.data_ptr<F>(),    a.pp0.data_ptr<F>(),    a.g_aa_T.data_ptr<F>(),
+                              a.g_bb_T.data_ptr<F>(), a.gk.data_ptr<IO>(),    a.gv.data_ptr<IO>(),
+                              a.gw.data_ptr<F>(),     a.gu.data_ptr<F>(),     a.g_aa0.data_ptr<F>(),
+                              a.g_bb0.data_ptr<F>(),  a.g_pp0.data_ptr<F>(),  ws,
+                              ws + plane,             ws + 2 * plane};
+  for_each_block(s, [&](int64_t b, int64_t c0, int64_t n) { block(p, s, b, c0, n); });
 }
 
 Shape shape_of(const at::Tensor& k) { return Shape{k.size(0), k.size(1), k.size(2)}; }
@@ -182,9 +218,9 @@ Shape shape_of(const at::Tensor& k) { return Shape{k.size(0), k.size(1), k.size(
 void wkv_forward_cpu(const WkvForwardArgs& args) {
   const Shape s = shape_of(args.k);
   switch (args.k.scalar_type()) {
-    case at::kFloat: return forward_impl<float, float>(args, s);
-    case at::kBFloat16: return forward_impl<at::BFloat16, float>(args, s);
-    case at::kDouble: return forward_impl<double, double>(args, s);
+    case at::kFloat: return forward_impl<float, float>(args, s, forward_f32);
+    case at::kBFloat16: return forward_impl<at::BFloat16, float>(args, s, forward_bf16);
+    case at::kDouble: return forward_impl<double, double>(args, s, forward_f64);
     default: TORCH_CHECK(false, "wkv (CPU): unsupported dtype ", args.k.scalar_type());
   }
 }
@@ -192,9 +228,9 @@ void wkv_forward_cpu(const WkvForwardArgs& args) {
 void wkv_backward_cpu(const WkvBackwardArgs& args, const at::Tensor& workspace) {
   const Shape s = shape_of(args.k);
   switch (args.k.scalar_type()) {
-    case at::kFloat: return backward_impl<float, float>(args, workspace, s);
-    case at::kBFloat16: return backward_impl<at::BFloat16, float>(args, workspace, s);
-    case at::kDouble: return backward_impl<double, double>(args, workspace, s);
+    case at::kFloat: return backward_impl<float, float>(args, workspace, s, backward_f32);
+    case at::kBFloat16: return backward_impl<at::BFloat16, float>(args, workspace, s, backward_bf16);
+    case at::kDouble: return backward_impl<double, double>(args, workspace, s, backward_f64);
     default: TORCH_CHECK(false, "wkv (CPU): unsupported dtype ", args.k.scalar_type());
   }
 }

@@ -86,6 +86,69 @@ __global__ void backward_kernel(WkvCudaBackward a) {
 
 unsigned blocks_for(int64_t B, int64_t C) { return static_cast<unsigned>((B * C + kThreads - 1) / kThreads); }
 
+// Chunked forward (wkv_math.h, "Chunked"). Thread idx = j·B·C + b·C + c: chunk j of channel (b, c);
+// consecutive threads still take consecutive channels, so accesses stay coalesced.
+struct ChunkGrid {
+  int64_t chunk, chunks;
+  float* state;  // (3, chunks, B, C): summaries, then (after the scan) the start state of each chunk
+};
+
+template <class IO, bool kOutput>
+__global__ void chunk_pass_kernel(WkvCudaForward a, ChunkGrid g) {
+  const int64_t n = g.chunks * a.B * a.C;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= n) return;
+  const int64_t j = idx / (a.B * a.C), bc = idx % (a.B * a.C), b = bc / a.C, c = bc % a.C;
+  const IO* __restrict__ k = static_cast<const IO*>(a.k);
+  const IO* __restrict__ v = static_cast<const IO*>(a.v);
+  IO* __restrict__ y = static_cast<IO*>(a.y);
+  const float w = a.w[c], u = a.u[c];
+  const int64_t t0 = j * g.chunk, t1 = t0 + g.chunk < a.T ? t0 + g.chunk : a.T;
+  // Pass 1 (kOutput false): the chunk's summary from the empty state. Pass 3: y from its start state.
+  wkv::State<float> s = kOutput ? wkv::State<float>{g.state[idx], g.state[n + idx], g.state[2 * n + idx]}
+                                : wkv::empty_state<float>();
+  for (int64_t t = t0, o = (b * a.T + t0) * a.C + c; t < t1; ++t, o += a.C) {
+    if (kOutput)
+      y[o] = store<IO>(wkv::forward_step(s, w, u, load(k[o]), load(v[o])));
+    else
+      wkv::update(s, w, load(k[o]), load(v[o]));
+  }
+  if (!kOutput) {
+    g.state[idx] = s.aa;
+    g.state[n + idx] = s.bb;
+    g.state[2 * n + idx] = s.pp;
+  }
+}
+
+// Pass 2: per (b, c), the start state of every chunk from the summaries, and the final state.
+__global__ void chunk_scan_kernel(WkvCudaForward a, ChunkGrid g) {
+  const int64_t bc = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (bc >= a.B * a.C) return;
+  const int64_t n = g.chunks * a.B * a.C, c = bc % a.C;
+  const float w = a.w[c];
+  wkv::State<float> s{a.aa[bc], a.bb[bc], a.pp[bc]};
+  for (int64_t j = 0, i = bc; j < g.chunks; ++j, i += a.B * a.C) {
+    const wkv::State<float> summary{g.state[i], g.state[n + i], g.state[2 * n + i]};
+    g.state[i] = s.aa;
+    g.state[n + i] = s.bb;
+    g.state[2 * n + i] = s.pp;
+    const int64_t len = (j + 1) * g.chunk < a.T ? g.chunk : a.T - j * g.chunk;
+    s = wkv::advance(s, w, static_cast<float>(len), summary);
+  }
+  a.aa[bc] = s.aa;
+  a.bb[bc] = s.bb;
+  a.pp[bc] = s.pp;
+}
+
+template <class IO>
+cudaError_t launch_chunked(const WkvCudaForward& a, const ChunkGrid& g, cudaStream_t stream) {
+  const unsigned pass_blocks = blocks_for(g.chunks * a.B, a.C);
+  chunk_pass_kernel<IO, false><<<pass_blocks, kThreads, 0, stream>>>(a, g);
+  chunk_scan_kernel<<<blocks_for(a.B, a.C), kThreads, 0, stream>>>(a, g);
+  chunk_pass_kernel<IO, true><<<pass_blocks, kThreads, 0, stream>>>(a, g);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t wkv_cuda_forward(WkvIo io, const WkvCudaForward& args, cudaStream_t stream) {
@@ -95,6 +158,12 @@ cudaError_t wkv_cuda_forward(WkvIo io, const WkvCudaForward& args, cudaStream_t 
   else
     forward_kernel<float><<<blocks, kThreads, 0, stream>>>(args);
   return cudaGetLastError();
+}
+
+cudaError_t wkv_cuda_forward_chunked(WkvIo io, const WkvCudaForward& args, int64_t chunk, float* chunk_state,
+                                     cudaStream_t stream) {
+  const ChunkGrid g{chunk, (args.T + chunk - 1) / chunk, chunk_state};
+  return io == WkvIo::bf16 ? launch_chunked<__nv_bfloat16>(args, g, stream) : launch_chunked<float>(args, g, stream);
 }
 
 cudaError_t wkv_cuda_backward(WkvIo io, const WkvCudaBackward& args, cudaStream_t stream) {

@@ -50,6 +50,11 @@ struct WkvCudaBackward {
 
 // Return the launch status (cudaGetLastError after the launch).
 cudaError_t wkv_cuda_forward(WkvIo io, const WkvCudaForward& args, cudaStream_t stream);
+// The same result by the chunked formulation of wkv_math.h (parallel over time too): chunks of
+// `chunk` tokens, threads over (chunk, b, c) for the summaries and the outputs, a scan over the
+// chunks per (b, c) in between. `chunk_state` is (3, ceil(T/chunk), B, C) fp32 scratch.
+cudaError_t wkv_cuda_forward_chunked(WkvIo io, const WkvCudaForward& args, int64_t chunk, float* chunk_state,
+                                     cudaStream_t stream);
 cudaError_t wkv_cuda_backward(WkvIo io, const WkvCudaBackward& args, cudaStream_t stream);
 
 }  // namespace rwkv::kernels

@@ -176,4 +176,34 @@ WKV_HD void backward_initial(const State<F>& s0, const Adjoint<F>& adj, F& g_aa,
   gw += scale * (s0.aa * adj.aw + s0.bb * adj.bw);
 }
 
+// ---- Chunked (time-parallel) forward ------------------------------------------------------
+// Splitting T into chunks makes the recurrence parallel over time as well as over (b, c), so a
+// small batch or a long context still fills a GPU (issue 8). Over a chunk of n tokens starting
+// from state S, the unscaled sums are
+//   A_{t+n} = e^{n·w} A_t + Σ_{i in chunk} e^{(t+n-1-i)w + k_i} v_i,
+// i.e. the state decayed by e^{n·w} plus the chunk's own state from the empty one (its
+// "summary", made with update() alone). So:
+//   1. every chunk makes its summary from the empty state (in parallel over chunks);
+//   2. a scan turns summaries into the state before every chunk: S_{j+1} = advance(S_j, w, n_j, summary_j);
+//      advance is associative in the sense that (n1, s1) then (n2, s2) is (n1 + n2,
+//      advance(s1, w, n2, s2)), so the scan may be sequential over chunks or a tree;
+//   3. every chunk reruns forward_step from its start state to write y (in parallel again).
+// Twice the exponentials of the sequential pass, in exchange for T/n-fold more parallelism. Each
+// combination is in the same max-shifted form as update(): no exponent above 0 is ever taken.
+
+// The state n tokens after `before`, when those n tokens alone (from the empty state) give `local`.
+template <class F>
+WKV_HD State<F> advance(const State<F>& before, F w, F n, const State<F>& local) {
+  const F decayed = before.pp + n * w;  // exponent of e^{n·w}·A_t
+  F e1, e2;
+  exp_pair(decayed, local.pp, e1, e2);
+  return State<F>{e1 * before.aa + e2 * local.aa, e1 * before.bb + e2 * local.bb, max_(decayed, local.pp)};
+}
+
+// The empty state (A = B = 0): the start of every chunk summary.
+template <class F>
+WKV_HD State<F> empty_state() {
+  return State<F>{F(0), F(0), F(kEmptyExponent)};
+}
+
 }  // namespace rwkv::kernels::wkv

@@ -3,6 +3,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <cstdlib>
+
 #include "kernels/wkv_cuda.h"
 #include "kernels/wkv_op.h"
 
@@ -15,6 +17,19 @@ WkvIo io_of(const at::Tensor& k) {
   return k.scalar_type() == at::kBFloat16 ? WkvIo::bf16 : WkvIo::f32;
 }
 
+// The switch for the chunked forward: RWKV_WKV_CHUNK=N (tokens per chunk) turns it on; unset or 0
+// keeps the one-thread-per-(b, c) kernel. Off by default until gpu-check.sh has measured where
+// it pays (small B·C, long T).
+int64_t forward_chunk_tokens() {
+  const char* env = std::getenv("RWKV_WKV_CHUNK");
+  if (env == nullptr || *env == '\0') return 0;
+  char* end = nullptr;
+  const long long n = std::strtoll(env, &end, 10);
+  TORCH_CHECK(*end == '\0' && n >= 0, "RWKV_WKV_CHUNK must be a non-negative integer (tokens per chunk), got '",
+              env, "'");
+  return n;
+}
+
 }  // namespace
 
 void wkv_forward_cuda(const WkvForwardArgs& a) {
@@ -23,7 +38,14 @@ void wkv_forward_cuda(const WkvForwardArgs& a) {
   const WkvCudaForward p{a.k.size(0),  a.k.size(1),        a.k.size(2),      a.w.data_ptr<float>(),
                          a.u.data_ptr<float>(), a.k.data_ptr(), a.v.data_ptr(), a.y.data_ptr(),
                          a.aa.data_ptr<float>(), a.bb.data_ptr<float>(), a.pp.data_ptr<float>()};
-  C10_CUDA_CHECK(wkv_cuda_forward(io, p, c10::cuda::getCurrentCUDAStream()));
+  const int64_t chunk = forward_chunk_tokens();
+  if (chunk > 0 && chunk < p.T) {
+    const at::Tensor scratch = at::empty({3, (p.T + chunk - 1) / chunk, p.B, p.C}, a.w.options());
+    C10_CUDA_CHECK(
+        wkv_cuda_forward_chunked(io, p, chunk, scratch.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()));
+  } else {
+    C10_CUDA_CHECK(wkv_cuda_forward(io, p, c10::cuda::getCurrentCUDAStream()));
+  }
 }
 
 void wkv_backward_cuda(const WkvBackwardArgs& a, const at::Tensor& workspace) {

@@ -1,8 +1,10 @@
 // `rwkv train` as a real subprocess: a SIGTERM'd run checkpoints its last complete step, exits 0,
-// and `--resume` continues from there; a bad config exits non-zero naming file:line and field.
+// and `--resume` continues from there; a bad config exits non-zero naming file:line and field;
+// `log.peak_tflops: auto` logs MFU against a peak measured at startup.
 #include <catch2/catch.hpp>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <string>
@@ -71,4 +73,27 @@ TEST_CASE("`rwkv train` with a bad config exits non-zero with file:line and the 
   CHECK(rc != 0);
   CHECK_THAT(out, Catch::Contains("run.yaml:3: train.micro_batch: expected a positive integer"));
   CHECK_FALSE(std::filesystem::exists(dir / "run"));  // nothing written
+}
+
+TEST_CASE("`rwkv train` with log.peak_tflops: auto measures a peak, logs MFU and keeps `auto`", "[trainer]") {
+  rwkv::test::TempDir dir("rwkv-peak-auto");
+  const std::string cfg = prepare_run(dir);
+  std::string out;
+  const int rc = rwkv::test::run(fmt::format("{} train {} --set log.peak_tflops=auto --set train.max_steps=2",
+                                             rwkv::test::rwkv_binary().string(), cfg),
+                                 &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK_THAT(out, Catch::Contains("MFU peak (log.peak_tflops: auto): ") && Catch::Contains("measured: the model's GEMMs"));
+  std::ifstream metrics(dir / "run" / "metrics.jsonl");
+  int rows = 0;
+  for (std::string line; std::getline(metrics, line); ++rows) {
+    const auto j = nlohmann::json::parse(line);
+    REQUIRE(j.at("mfu").is_number());
+    CHECK(j.at("mfu").get<double>() > 0);
+  }
+  CHECK(rows == 2);
+  std::ifstream saved(dir / "run" / "config.yaml");
+  const std::string yaml((std::istreambuf_iterator<char>(saved)), std::istreambuf_iterator<char>());
+  CHECK_THAT(yaml, Catch::Contains("peak_tflops: auto"));
 }

@@ -23,6 +23,7 @@
 #include "trainer/dataset_source.h"
 #include "trainer/dist_env.h"
 #include "trainer/generate.h"
+#include "trainer/flops_peak.h"
 #include "trainer/init_weights_file.h"
 #include "trainer/train_loop.h"
 
@@ -49,7 +50,7 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
   std::vector<trainer::Override> overrides;
   for (const auto& s : sets) overrides.push_back(trainer::parse_override(s));
   if (resume) overrides.push_back({"checkpoint.resume", "auto"});
-  const trainer::RunConfig cfg = trainer::load_run_config(config_path, overrides);
+  trainer::RunConfig cfg = trainer::load_run_config(config_path, overrides);
   if (cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(cfg.train.threads));
   const DistEnv dist = dist_env_from_process();
   const bool root = dist.rank == 0;
@@ -89,6 +90,14 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
   env.forward_flops_per_token = static_cast<double>(forward_flops_per_token(*model));
   env.load_pth = [&cfg](const std::string& path) { return trainer::read_init_weights(path, cfg.model); };
   env.comm = comm.get();
+  if (cfg.log.peak_auto && root) {
+    // The config (and its hash) keeps `auto`; the loop reads the number found here. Only rank 0
+    // logs MFU, so only it measures (ranks measuring at once would slow each other's GEMMs).
+    const trainer::Stage& first = cfg.stages.front();
+    const auto peak = trainer::auto_peak(cfg.model, first.micro_batch * first.ctx_len, device);
+    fmt::print("MFU peak (log.peak_tflops: auto): {:.4g} TFLOP/s, {}\n", peak.tflops, peak.source);
+    cfg.log.peak_tflops = peak.tflops;
+  }
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

@@ -14,7 +14,7 @@ void add_prep_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 // `rwkv train CONFIG [--resume] [--set k=v]...`: a pretraining run from YAML (trainer/train_loop.h).
 void add_train_command(CLI::App& app);
-// `rwkv bench wkv`: WKV op speed against a per-timestep ATen implementation.
+// `rwkv bench wkv|train|generate`: WKV op, training step (MFU) and generation figures (trainer/bench.h).
 void add_bench_command(CLI::App& app);
 // `rwkv export`: weights → .pth (reference keys) / Hugging Face folder / safetensors.
 void add_export_command(CLI::App& app);

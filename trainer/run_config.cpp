@@ -311,7 +311,11 @@ RunConfig parse_run_config(const std::string& yaml, const std::string& file, con
   {
     YamlSection s(top.child("log"), file, "log");
     c.log.every_steps = s.optional<int64_t>("every_steps", 10, "a positive integer", positive_int);
-    c.log.peak_tflops = s.optional<double>("peak_tflops", 0.0, "a non-negative number (TFLOP/s; 0: no MFU)", non_negative_real);
+    c.log.peak_auto = s.has("peak_tflops") && s.child("peak_tflops").IsScalar() && s.child("peak_tflops").Scalar() == "auto";
+    if (!c.log.peak_auto)
+      c.log.peak_tflops = s.optional<double>("peak_tflops", 0.0,
+                                             "a non-negative number (TFLOP/s; 0: no MFU) or auto (found at startup)",
+                                             non_negative_real);
     s.finish();
   }
   {
@@ -433,7 +437,10 @@ std::string RunConfig::to_yaml() const {
 
   e << YAML::Key << "log" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "every_steps" << YAML::Value << log.every_steps;
-  e << YAML::Key << "peak_tflops" << YAML::Value << real(log.peak_tflops);
+  if (log.peak_auto)
+    e << YAML::Key << "peak_tflops" << YAML::Value << "auto";
+  else
+    e << YAML::Key << "peak_tflops" << YAML::Value << real(log.peak_tflops);
   e << YAML::EndMap;
 
   e << YAML::Key << "sample" << YAML::Value << YAML::BeginMap;

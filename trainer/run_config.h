@@ -82,6 +82,7 @@ struct CheckpointConfig {
 struct LogConfig {
   int64_t every_steps = 10;
   double peak_tflops = 0;           // device peak for MFU (H100 bf16 dense: 989); 0: MFU not shown
+  bool peak_auto = false;           // `peak_tflops: auto`: found at startup (trainer/flops_peak.h)
 };
 
 struct SampleConfig {               // text printed after training (the demo)
