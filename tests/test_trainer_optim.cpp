@@ -46,6 +46,30 @@ TEST_CASE("lr multipliers match the last name component or a prefix wildcard", "
   CHECK(lr_multiplier("blocks.0.att.key.weight", {{"time_*", 5}}) == 1);
 }
 
+TEST_CASE("the fused CPU Adam update equals the formula in double over many threaded chunks", "[trainer]") {
+  // 3 chunks of kernels/adam_cpu.cpp's grain plus a tail that fills no SIMD vector.
+  const int64_t n = 3 * (1 << 15) + 7;
+  torch::manual_seed(11);
+  OptimizerConfig oc;
+  oc.weight_decay = 0.05;
+  torch::Tensor p = torch::randn({n}), m = torch::zeros({n}), v = torch::zeros({n});
+  torch::Tensor pd = p.to(torch::kFloat64), md = m.to(torch::kFloat64), vd = v.to(torch::kFloat64);
+  const double lr = 3e-3;
+  for (int64_t t = 1; t <= 3; ++t) {
+    const torch::Tensor g = torch::randn({n}) * (t == 2 ? 1e-4 : 1.0);  // a step of tiny gradients too
+    adam_update(p, g, m, v, lr, /*decay=*/true, t, oc);
+    const torch::Tensor gd = g.to(torch::kFloat64);
+    md = oc.beta1 * md + (1 - oc.beta1) * gd;
+    vd = oc.beta2 * vd + (1 - oc.beta2) * gd * gd;
+    const double bc1 = 1 - std::pow(oc.beta1, t), bc2 = 1 - std::pow(oc.beta2, t);
+    pd = pd * (1 - lr * oc.weight_decay) - lr / bc1 * md / (vd.sqrt() / std::sqrt(bc2) + oc.eps);
+  }
+  CHECK((p.to(torch::kFloat64) - pd).abs().max().item<double>() < 1e-6);
+  // m can cancel to near zero (gradients of both signs): fp32 rounding of its O(1) terms, absolute.
+  CHECK((m.to(torch::kFloat64) - md).abs().max().item<double>() < 1e-6);
+  CHECK(((v.to(torch::kFloat64) - vd).abs() / (vd.abs() + 1e-12)).max().item<double>() < 1e-5);
+}
+
 TEST_CASE("Adam equals torch::optim::Adam/AdamW step for step, per-group lr, decay on matrices", "[trainer]") {
   torch::manual_seed(3);
   const auto w0 = torch::randn({4, 5}), d0 = torch::randn({5});

@@ -13,43 +13,30 @@
 #include "rwkv/model.h"
 #include "rwkv/rnn.h"
 #include "trainer/bench.h"
-#include "trainer/checkpoint.h"
+#include "trainer/generate.h"
 #include "trainer/metrics.h"
-#include "trainer/run_config.h"
-#include "trainer/weight_files.h"
+#include "trainer/model_source.h"
 
 namespace rwkv::bench {
 namespace fs = std::filesystem;
 namespace {
 
-struct Loaded {
-  ModelConfig config;
-  std::map<std::string, torch::Tensor> weights;  // empty: initialise randomly
-  std::string what;
-};
-
-Loaded load_source(const std::string& source) {
+// The model to time: random weights (init rules) for a config YAML, otherwise whatever
+// read_model_source accepts (a checkpoint, .pth, .safetensors or HF folder).
+RWKV load_model(const std::string& source, const torch::Device& dev, std::string& what) {
+  const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
   const fs::path p = source;
   if (!fs::exists(p)) throw std::invalid_argument("bench generate: " + source + " does not exist");
-  const std::string ext = p.extension().string();
-  if (ext == ".yaml" || ext == ".yml") return {model_config_from_file(source), {}, "random weights (init rules)"};
-  if (fs::is_directory(p) && !fs::exists(p / "config.json")) {  // a checkpoint of `rwkv train`
-    const trainer::Checkpoint ck = trainer::load_checkpoint(p);
-    return {trainer::parse_run_config(ck.config_yaml, (p / "config.yaml").string()).model, ck.weights,
-            "training checkpoint"};
+  if (p.extension() == ".yaml" || p.extension() == ".yml") {
+    RWKV model(model_config_from_file(source), options);
+    init_weights(model, InitOptions{});
+    model->eval();
+    what = "random weights (init rules)";
+    return model;
   }
-  io::ModelWeights w = io::read_model_weights(p);  // .pth, .safetensors, HF folder
-  Loaded out{w.config, {}, "weights file"};
-  for (auto& t : w.tensors) out.weights[t.name] = t.tensor;
-  return out;
-}
-
-int64_t state_bytes(const RnnState& state) {
-  int64_t n = 0;
-  for (const auto& l : state)
-    for (const torch::Tensor& t : {l.att.prev_x, l.att.wkv.aa, l.att.wkv.bb, l.att.wkv.pp, l.ffn.prev_x})
-      n += static_cast<int64_t>(t.nbytes());
-  return n;
+  const io::ModelSource src = io::read_model_source(p, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
+  what = src.description;
+  return io::build_model(src.weights, options);  // the file's copy is freed on return: RSS counts the model
 }
 
 }  // namespace
@@ -63,26 +50,14 @@ void bench_generate(const GenerateOptions& o) {
   const torch::Device dev(o.device);
   if (dev.is_cuda() && !torch::cuda::is_available())
     throw std::invalid_argument("bench generate: --device " + o.device + " but torch sees no CUDA device");
-  Loaded src = load_source(o.source);
-  const ModelConfig& config = src.config;
-  RWKV model(config, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
-  if (src.weights.empty()) {
-    init_weights(model, InitOptions{});
-  } else {
-    torch::NoGradGuard no_grad;
-    for (auto& kv : model->named_parameters()) {
-      const auto it = src.weights.find(kv.key());
-      if (it == src.weights.end()) throw std::runtime_error(o.source + ": no weight '" + kv.key() + "'");
-      kv.value().copy_(it->second.reshape(kv.value().sizes()));
-    }
-  }
-  src.weights.clear();  // the model holds its copy; the RSS column counts the model, not the file too
-  model->eval();
+  std::string what;
+  RWKV model = load_model(o.source, dev, what);
+  const ModelConfig& config = model->config();
   torch::NoGradGuard no_grad;
   const auto sync = [&] {
     if (dev.is_cuda()) torch::cuda::synchronize();
   };
-  fmt::print("generation (RNN mode), {} ({}; L={} D={} V={}), batch 1, fp32 on {}, {} threads\n", o.source, src.what,
+  fmt::print("generation (RNN mode), {} ({}; L={} D={} V={}), batch 1, fp32 on {}, {} threads\n", o.source, what,
              config.n_layer, config.n_embd, config.vocab_size, dev.str(), at::get_num_threads());
   fmt::print("  {:>8} {:>14} {:>14} {:>10} {:>10} {:>12} {:>10}\n", "context", "prefill tok/s", "gen tok/s (med)",
              "min", "max", "state bytes", "RSS GiB");
@@ -105,12 +80,12 @@ void bench_generate(const GenerateOptions& o) {
     const double rss = trainer::resident_memory_gib();
     const double prefill_tok_s = ctx > 0 ? static_cast<double>(ctx) / prefill_s : 0;
     fmt::print("  {:>8} {:>14.1f} {:>15.1f} {:>10.1f} {:>10.1f} {:>12} {:>10.3f}\n", ctx, prefill_tok_s,
-               1e3 / gen.median_ms, 1e3 / gen.max_ms, 1e3 / gen.min_ms, state_bytes(state), rss);
+               1e3 / gen.median_ms, 1e3 / gen.max_ms, 1e3 / gen.min_ms, trainer::state_bytes(state), rss);
     rows.push_back({{"ctx", ctx},
                     {"prefill_tokens_per_s", prefill_tok_s},
                     {"token", to_json(gen)},
                     {"tokens_per_s", 1e3 / gen.median_ms},
-                    {"state_bytes", state_bytes(state)},
+                    {"state_bytes", trainer::state_bytes(state)},
                     {"rss_gib", rss}});
   }
   write_json(o.json, {{"bench", "generate"},

@@ -6,7 +6,6 @@
 //   - the WKV op alone, forward+backward at (B, T, A), once per layer: its share of the step.
 // On CUDA the step runs under bf16 autocast as training does, and MFU against the device's table
 // peak is printed too when the device is known.
-#include <ATen/autocast_mode.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -17,33 +16,13 @@
 #include "rwkv/model.h"
 #include "rwkv/model_config.h"
 #include "rwkv/wkv.h"
+#include "trainer/autocast_scope.h"
 #include "trainer/bench.h"
 #include "trainer/flops_peak.h"
 #include "trainer/l2wrap.h"
 #include "trainer/optimizer.h"
 
 namespace rwkv::bench {
-namespace {
-
-// bf16 autocast for the duration of one step (as trainer/train_loop.cpp trains on CUDA).
-class Autocast {
- public:
-  explicit Autocast(bool on) : on_(on) {
-    if (!on_) return;
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-  }
-  ~Autocast() {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool on_;
-};
-
-}  // namespace
 
 void bench_train(const TrainOptions& o) {
   if (o.micro_batch < 1 || o.ctx < 1 || o.steps < 1 || o.warmup < 0)
@@ -80,7 +59,7 @@ void bench_train(const TrainOptions& o) {
     for (auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
     torch::Tensor total;
     {
-      Autocast autocast(cuda);
+      trainer::AutocastScope autocast(cuda);
       const torch::Tensor logits = model->forward(inputs);
       const torch::Tensor loss =
           torch::nn::functional::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}));

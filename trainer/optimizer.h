@@ -7,7 +7,8 @@
 // parameter name to fp32 moments, which is what a checkpoint stores and reloads by name
 // (torch::optim keys state by TensorImpl pointer and parameter order), the multipliers can change
 // between stages without rebuilding groups, and one step count serves every parameter because a
-// skipped step (non-finite gradient) skips them all. The update is torch's Adam, op for op:
+// skipped step (non-finite gradient) skips them all. The update is torch's Adam formula (on CPU
+// one fused pass per tensor, the same fp32 arithmetic up to rounding; elsewhere ATen ops):
 //   m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  p ← p·(1 − lr·wd) − lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps)
 #include <torch/torch.h>
 

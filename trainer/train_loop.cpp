@@ -1,6 +1,5 @@
 #include "trainer/train_loop.h"
 
-#include <ATen/autocast_mode.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -13,6 +12,8 @@
 #include "data/sampler.h"
 #include "rwkv/yaml_section.h"
 #include "trainer/communicator.h"
+#include "trainer/atomic_file.h"
+#include "trainer/autocast_scope.h"
 #include "trainer/l2wrap.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
@@ -23,36 +24,6 @@ namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// bf16 compute on CUDA with the fp32 parameters as master weights: autocast casts each matmul's
-// inputs to bf16 and keeps LayerNorm, softmax/CE and the WKV state in fp32. The cast cache is
-// cleared on exit, or the bf16 copies would go stale after the optimizer step (LIBTORCH-NOTES).
-class AutocastScope {
- public:
-  explicit AutocastScope(bool on) : on_(on) {
-    if (!on_) return;
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-  }
-  ~AutocastScope() {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool on_;
-};
-
-void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    if (!out) throw std::runtime_error(tmp.string() + ": cannot write");
-  }
-  fs::rename(tmp, path);
-}
 
 void copy_weights(const NamedTensors& params, const std::map<std::string, torch::Tensor>& weights,
                   const std::string& source) {
@@ -202,7 +173,11 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
   }
   std::optional<MetricsLog> metrics;
   if (root) {
-    write_text_atomically(run_dir / "config.yaml", config_yaml);
+    io::write_atomically(run_dir / "config.yaml", [&](const fs::path& temp) {
+      std::ofstream out(temp, std::ios::trunc);
+      out << config_yaml;
+      if (!out.flush()) throw std::runtime_error(temp.string() + ": cannot write");
+    });
     metrics.emplace(run_dir / "metrics.jsonl", progress.step);
   }
 
