@@ -20,7 +20,8 @@ py="$root/.venv/bin/python"
 THREADS="${THREADS:-2}" L="${L:-12}" D="${D:-768}" V="${V:-50277}"
 MB="${MB:-1}" CTX="${CTX:-256}" STEPS="${STEPS:-3}"
 WKV_B="${WKV_B:-4}" WKV_T="${WKV_T:-512}" GEN_CTX="${GEN_CTX:-0,1024}" GEN_TOKENS="${GEN_TOKENS:-32}"
-OUT="${OUT:-bench-peers.json}"
+OUT="${OUT:-runs/bench-peers.json}"  # runs/ is git-ignored
+mkdir -p "$(dirname "$OUT")"
 export OMP_NUM_THREADS="$THREADS"  # LibTorch's default thread count follows it; the helper also sets torch's
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
