@@ -46,7 +46,7 @@ TrainEnv make_rwkv_env(const RunConfig& config, int64_t branches) {
     return std::make_unique<MarkovSource>(V, branches, s.ctx_len);
   };
   env.forward_flops_per_token = static_cast<double>(forward_flops_per_token(*model));
-  env.load_pth = [m = config.model](const std::string& path) { return read_init_weights(path, m); };
+  env.load_weights = [m = config.model](const std::string& path) { return read_init_weights(path, m); };
   return env;
 }
 

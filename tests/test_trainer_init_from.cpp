@@ -1,4 +1,4 @@
-// checkpoint.init_from with a .pth (paper §5.2: a new run, e.g. at a longer context, starts from
+// checkpoint.init_from with a .pth, an HF folder, safetensors or a checkpoint (paper §5.2: a new run, e.g. at a longer context, starts from
 // another run's or a released model's weights): the second run's initial weights are the file's
 // bit-exactly, its first loss is the source model's loss on that batch, bf16 files (as released)
 // load as their exact fp32 values, and a file of another shape is refused naming the tensor.
@@ -15,6 +15,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/init_weights_file.h"
 #include "trainer/pth_writer.h"
+#include "trainer/weight_files.h"
 
 using namespace rwkv::trainer;
 namespace tt = rwkv::test::trainer;
@@ -79,6 +80,34 @@ TEST_CASE("init_from a .pth starts the run from its weights bit-exactly, at anot
   const double expected =
       torch::nn::functional::cross_entropy(logits.reshape({-1, 16}), batch.narrow(1, 1, 24).reshape({-1})).item<double>();
   CHECK(r2.losses[0] == expected);  // same weights, same ops, same thread count: bit-identical
+}
+
+TEST_CASE("init_from also reads HF folders, safetensors and other runs' checkpoints bit-exactly", "[trainer]") {
+  rwkv::test::TempDir dir("rwkv-init-sources");
+  const tt::OneThread one_thread;
+  const RunConfig cfg = rwkv_config(dir / "src");
+  auto env = tt::make_rwkv_env(cfg);
+  const auto report = run_training(cfg, env, tt::quiet());
+  const Checkpoint ck = load_checkpoint(report.checkpoint);
+  rwkv::io::ModelWeights weights{cfg.model, {}};
+  for (const auto& t : rwkv::reference_layout(cfg.model)) weights.tensors.push_back({t.name, ck.weights.at(t.name)});
+  rwkv::io::write_model_weights(weights, rwkv::io::WeightFormat::HfFolder, dir / "hf", torch::kFloat32, 8);
+  rwkv::io::write_model_weights(weights, rwkv::io::WeightFormat::Safetensors, dir / "w.safetensors", torch::kFloat32, 8);
+  // A torn newer checkpoint next to the complete one: skipped with a warning.
+  fs::create_directories(report.checkpoint.parent_path() / "step-99999999");
+  std::string warned;
+  const auto warn = [&](const std::string& w) { warned += w; };
+  for (const fs::path& source : {dir / "hf", dir / "w.safetensors", report.checkpoint,
+                                 report.checkpoint.parent_path(), fs::path(cfg.train.run_dir)}) {
+    INFO(source.string());
+    const auto loaded = read_init_weights(source.string(), cfg.model, warn);
+    REQUIRE(loaded.size() == ck.weights.size());
+    for (const auto& [name, t] : ck.weights) {
+      INFO(name);
+      CHECK(torch::equal(loaded.at(name), t));
+    }
+  }
+  CHECK_THAT(warned, Catch::Contains("step-99999999"));
 }
 
 TEST_CASE("init_from reads a bf16 .pth as its exact fp32 values and refuses another shape, naming the tensor",

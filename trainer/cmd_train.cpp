@@ -88,7 +88,9 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
     return trainer::make_dataset_source(dataset, cfg, stage);
   };
   env.forward_flops_per_token = static_cast<double>(forward_flops_per_token(*model));
-  env.load_pth = [&cfg](const std::string& path) { return trainer::read_init_weights(path, cfg.model); };
+  env.load_weights = [&cfg](const std::string& path) {
+    return trainer::read_init_weights(path, cfg.model, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
+  };
   env.comm = comm.get();
   if (cfg.log.peak_auto && root) {
     // The config (and its hash) keeps `auto`; the loop reads the number found here. Only rank 0

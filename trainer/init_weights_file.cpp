@@ -1,11 +1,14 @@
 #include "trainer/init_weights_file.h"
 
+#include "trainer/model_source.h"
 #include "trainer/weight_files.h"
 
 namespace rwkv::trainer {
 
-std::map<std::string, torch::Tensor> read_init_weights(const std::string& path, const ModelConfig& model) {
-  const io::ModelWeights weights = io::read_model_weights(path);
+std::map<std::string, torch::Tensor> read_init_weights(const std::string& path, const ModelConfig& model,
+                                                       const std::function<void(const std::string&)>& warn) {
+  const io::ModelWeights weights =
+      io::read_model_source(path, warn ? warn : [](const std::string&) {}).weights;
   io::check_model_weights(weights, model, path + " (checkpoint.init_from)");
   std::map<std::string, torch::Tensor> out;
   // bf16 → fp32 is exact, so the fp32 master weights start from the file's values.

@@ -153,13 +153,12 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
                       progress.stage, progress.stage_step));
   } else if (!cfg.checkpoint.init_from.empty()) {
     const fs::path from = cfg.checkpoint.init_from;
-    if (fs::is_directory(from)) {
-      copy_weights(params, load_checkpoint(from).weights, from.string());
-    } else if (from.extension() == ".pth" && env.load_pth) {
-      copy_weights(params, env.load_pth(from.string()), from.string());
+    if (env.load_weights) {
+      copy_weights(params, env.load_weights(from.string()), from.string());
+    } else if (fs::is_directory(from)) {
+      copy_weights(params, load_checkpoint(from, CheckpointParts::weights).weights, from.string());
     } else {
-      throw ConfigError(cfg.file + ": checkpoint.init_from: '" + from.string() +
-                        "' is neither a checkpoint directory nor a readable .pth file");
+      throw ConfigError(cfg.file + ": checkpoint.init_from: '" + from.string() + "' is not a checkpoint directory");
     }
     print("initial weights from " + from.string());
   }

@@ -43,8 +43,10 @@ struct TrainEnv {
   std::function<std::unique_ptr<BatchSource>(const Stage&)> data;
   // Forward FLOPs per token (2(13LD² + VD), RECIPE §1); a training token costs 3×. For MFU.
   double forward_flops_per_token = 0;
-  // Weights for checkpoint.init_from given as a .pth file (name → tensor); unset: unsupported.
-  std::function<std::map<std::string, torch::Tensor>(const std::string& path)> load_pth;
+  // Weights for checkpoint.init_from (name → tensor), checked against the model: a checkpoint, a
+  // checkpoints or run directory, .pth, .safetensors or HF folder (cmd_train: read_init_weights).
+  // Unset: only a checkpoint directory is accepted.
+  std::function<std::map<std::string, torch::Tensor>(const std::string& path)> load_weights;
   // The ranks of a multi-process run, joined on the run's device; null: this process alone.
   Communicator* comm = nullptr;
 };
