@@ -210,6 +210,37 @@ TEST_CASE("torchrun with 2 and 3 ranks, and ZeRO-1, train like one process", "[d
   }
 }
 
+TEST_CASE("reducing gradients during backward (overlap) changes no bit of a 2-rank run", "[dist]") {
+  Fixture f;
+  f.train(1, "one");
+  const auto want = f.losses("one");
+  const auto want_state = f.last_checkpoint("one");
+  // 3 micro-batches per rank (only the last one's backward is overlapped); one bucket, and
+  // buckets of 0.01 MiB (one or a few parameters each, so most start during backward).
+  for (const std::string& mb : {"25", "0.01"}) {
+    INFO("grad_bucket_mb " << mb);
+    const std::string b = " --set train.grad_bucket_mb=" + mb;
+    f.train(2, "on" + mb, "--set train.overlap_grad_reduce=true" + b);
+    f.train(2, "off" + mb, "--set train.overlap_grad_reduce=false" + b);
+    // Every bucket holds the same fp32 sums either way: bit-identical losses, weights and moments.
+    const auto on = f.losses("on" + mb), off = f.losses("off" + mb);
+    REQUIRE(on.size() == 6);
+    REQUIRE(on == off);
+    const auto on_state = f.last_checkpoint("on" + mb), off_state = f.last_checkpoint("off" + mb);
+    REQUIRE(on_state.weights.size() == off_state.weights.size());
+    for (const auto& [name, w] : off_state.weights) {
+      INFO(name);
+      REQUIRE(torch::equal(on_state.weights.at(name), w));
+    }
+    for (const auto& [name, m] : off_state.optimizer) {
+      INFO(name);
+      REQUIRE(torch::equal(on_state.optimizer.at(name), m));
+    }
+    require_same_losses(on, want);
+    require_same_state(on_state, want_state);
+  }
+}
+
 TEST_CASE("a checkpoint of 2 ranks resumes on 1 and on 3 ranks, also under ZeRO-2", "[dist]") {
   Fixture f;
   f.train(1, "one");

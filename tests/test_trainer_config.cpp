@@ -62,6 +62,7 @@ TEST_CASE("run config: defaults of the recipe and the implicit single stage", "[
   CHECK(c.optimizer.lr_mult.at("time_decay") == 2.0);
   CHECK(c.optimizer.lr_mult.at("time_first") == 3.0);
   CHECK(c.train.epoch_samples == 40320);
+  CHECK(c.train.overlap_grad_reduce);
   CHECK(c.checkpoint.dir == "runs/t/checkpoints");
   REQUIRE(c.stages.size() == 1);
   const auto& s = c.stages[0];
@@ -155,6 +156,8 @@ TEST_CASE("run config: each class of bad config names file, line and field", "[t
              Catch::Contains("stages[0].ctx: unknown key"));
   // invalid YAML
   CHECK_THAT(error_of(kBase + "  bad: [1, 2\n"), Catch::Contains("cfg.yaml:") && Catch::Contains("invalid YAML"));
+  CHECK_THAT(error_of(kBase, {parse_override("train.overlap_grad_reduce=sometimes")}),
+             Catch::Contains("train.overlap_grad_reduce") && Catch::Contains("true or false"));
   // a model section problem goes through model_config_from_yaml
   CHECK_THAT(error_of(with("n_layer: 2", "n_layer: 0")), Catch::Contains("cfg.yaml:2: model.n_layer"));
 }
@@ -163,7 +166,8 @@ TEST_CASE("run config: resume safety names the first unsafe field", "[trainer]")
   const auto saved = parse_run_config(kBase, "cfg.yaml");
   const auto safe = parse_run_config(kBase, "cfg.yaml",
                                      {parse_override("train.max_steps=5"), parse_override("log.every_steps=1"),
-                                      parse_override("checkpoint.every_steps=2"), parse_override("checkpoint.keep=9")});
+                                      parse_override("checkpoint.every_steps=2"), parse_override("checkpoint.keep=9"),
+                                      parse_override("train.overlap_grad_reduce=false")});
   CHECK(unsafe_resume_change(saved, safe).empty());
   CHECK(unsafe_resume_change(saved, parse_run_config(kBase, "cfg.yaml", {parse_override("train.micro_batch=16")})) ==
         "train.micro_batch: 8 -> 16");

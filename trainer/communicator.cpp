@@ -88,6 +88,18 @@ void Communicator::all_reduce_sum(torch::Tensor& tensor) {
   finish(backend_->allreduce(ts, o), "all_reduce", env_, timeout_);
 }
 
+c10::intrusive_ptr<c10d::Work> Communicator::start_all_reduce_sum(torch::Tensor& tensor) {
+  if (!backend_) return {};
+  std::vector<torch::Tensor> ts{tensor};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  return backend_->allreduce(ts, o);
+}
+
+void Communicator::wait(const c10::intrusive_ptr<c10d::Work>& work) {
+  if (work) finish(work, "all_reduce", env_, timeout_);
+}
+
 void Communicator::broadcast(torch::Tensor& tensor, int root) {
   if (!backend_) return;
   std::vector<torch::Tensor> ts{tensor};

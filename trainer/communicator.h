@@ -9,7 +9,7 @@
 
 #include "trainer/dist_env.h"
 
-namespace c10d { class Backend; class Store; }
+namespace c10d { class Backend; class Store; class Work; }
 
 namespace rwkv {
 
@@ -31,6 +31,12 @@ class Communicator {
 
   // In place: sum over ranks (Gloo's AVG reduction is unreliable: callers divide themselves).
   void all_reduce_sum(torch::Tensor& tensor);
+  // The same, started in the background (on CUDA: queued on NCCL's stream after the work now on
+  // the current stream): returns at once; `tensor` must stay untouched until wait(). Collectives
+  // must be started in the same order on every rank. With one rank: a null handle, nothing to do.
+  c10::intrusive_ptr<c10d::Work> start_all_reduce_sum(torch::Tensor& tensor);
+  // Completes a started collective; throws as a failed all_reduce_sum does. A null handle returns.
+  void wait(const c10::intrusive_ptr<c10d::Work>& work);
   // In place: every rank receives `tensor` of rank `root`.
   void broadcast(torch::Tensor& tensor, int root = 0);
   // `out` (world_size·n elements) receives every rank's `in` (n elements), in rank order.

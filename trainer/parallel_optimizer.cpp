@@ -15,9 +15,11 @@ namespace {
 // updates keep the replicas bit-identical without communicating the parameters.
 class ReplicatedAdam : public ParallelOptimizer {
  public:
-  ReplicatedAdam(const NamedTensors& params, const OptimizerConfig& config, Communicator& comm, int64_t bucket_bytes)
-      : params_(params), adam_(params, config), sync_(tensors_of(params), comm, bucket_bytes) {}
+  ReplicatedAdam(const NamedTensors& params, const OptimizerConfig& config, Communicator& comm, int64_t bucket_bytes,
+                 bool overlap)
+      : params_(params), adam_(params, config), sync_(tensors_of(params), comm, bucket_bytes, overlap) {}
 
+  void before_last_backward() override { sync_.arm_for_backward(); }
   void reduce_gradients() override { sync_.average(); }
   double grad_norm() override { return global_grad_norm(params_); }
   void clip(double norm, double max_norm) override { clip_gradients(params_, norm, max_norm); }
@@ -230,8 +232,9 @@ class ShardedAdam : public ParallelOptimizer {
 }  // namespace
 
 std::unique_ptr<ParallelOptimizer> make_parallel_optimizer(const NamedTensors& params, const OptimizerConfig& config,
-                                                           Communicator& comm, int64_t zero_stage, int64_t bucket_bytes) {
-  if (zero_stage == 0) return std::make_unique<ReplicatedAdam>(params, config, comm, bucket_bytes);
+                                                           Communicator& comm, int64_t zero_stage, int64_t bucket_bytes,
+                                                           bool overlap_grad_reduce) {
+  if (zero_stage == 0) return std::make_unique<ReplicatedAdam>(params, config, comm, bucket_bytes, overlap_grad_reduce);
   if (zero_stage == 1 || zero_stage == 2)
     return std::make_unique<ShardedAdam>(params, config, comm, zero_stage, bucket_bytes);
   throw std::invalid_argument(fmt::format("zero_stage must be 0, 1 or 2, got {}", zero_stage));

@@ -4,7 +4,9 @@
 // norm, clip, Adam, leave every rank with the same updated fp32 parameters.
 //
 //   zero_stage 0  every rank keeps the whole Adam state; gradients are all-reduced in buckets
-//                 (trainer/grad_sync.h) and every rank applies the same update.
+//                 (trainer/grad_sync.h) and every rank applies the same update. With
+//                 overlap_grad_reduce the buckets are reduced during the last micro-batch's
+//                 backward, as their gradients arrive.
 //   zero_stage 1  the Adam moments are sharded over the ranks along a flat view of all
 //                 parameters; gradients are still all-reduced (bucket by bucket), each rank keeps
 //                 the part of its shard, updates its shard of the parameters, and the updated
@@ -35,6 +37,10 @@ class ParallelOptimizer {
   // divided by the world size in fp32. The .grad of each parameter is consumed (dropped) by the
   // sharded stages. Collective.
   virtual void reduce_gradients() = 0;
+  // Just before the backward of a step's last micro-batch (stage 0 with overlap: from then on
+  // each gradient bucket is reduced as soon as autograd has produced it; reduce_gradients()
+  // completes). The sharded stages reduce after backward and ignore it.
+  virtual void before_last_backward() {}
   // The global L2 norm of the averaged gradient, identical on every rank (+inf/NaN when any
   // element is non-finite). Collective for the sharded stages.
   virtual double grad_norm() = 0;
@@ -53,6 +59,7 @@ class ParallelOptimizer {
 
 // `params` in the same order on every rank (contiguous fp32 tensors on one device).
 std::unique_ptr<ParallelOptimizer> make_parallel_optimizer(const NamedTensors& params, const OptimizerConfig& config,
-                                                           Communicator& comm, int64_t zero_stage, int64_t bucket_bytes);
+                                                           Communicator& comm, int64_t zero_stage, int64_t bucket_bytes,
+                                                           bool overlap_grad_reduce = false);
 
 }  // namespace rwkv::trainer

@@ -112,6 +112,7 @@ TrainConfig read_train(YamlSection& s, bool epoch_count_required) {
   t.dist_timeout_s = s.optional<double>("dist_timeout_s", 600, "a positive number of seconds", positive_real);
   t.zero_stage = s.optional<int64_t>("zero_stage", 0, "0, 1 or 2", [](const int64_t& v) { return v >= 0 && v <= 2; });
   t.grad_bucket_mb = s.optional<double>("grad_bucket_mb", 25, "a positive size in MiB", positive_real);
+  t.overlap_grad_reduce = s.optional<bool>("overlap_grad_reduce", true, "true or false");
   return t;
 }
 
@@ -411,6 +412,7 @@ std::string RunConfig::to_yaml() const {
   e << YAML::Key << "dist_timeout_s" << YAML::Value << real(train.dist_timeout_s);
   e << YAML::Key << "zero_stage" << YAML::Value << train.zero_stage;
   e << YAML::Key << "grad_bucket_mb" << YAML::Value << real(train.grad_bucket_mb);
+  e << YAML::Key << "overlap_grad_reduce" << YAML::Value << train.overlap_grad_reduce;
   e << YAML::EndMap;
 
   e << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap;
@@ -490,6 +492,7 @@ std::string unsafe_resume_change(const RunConfig& saved, const RunConfig& curren
                                      "train.activation_checkpointing",
                                      // how the work is spread over ranks, not what is computed
                                      "train.dist_timeout_s", "train.zero_stage", "train.grad_bucket_mb",
+                                     "train.overlap_grad_reduce",
                                      "train.run_dir", "checkpoint.", "log.", "sample."};
     for (const char* p : prefixes)
       if (key.rfind(p, 0) == 0) return true;

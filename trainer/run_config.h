@@ -55,6 +55,7 @@ struct TrainConfig {
   double dist_timeout_s = 600;      // a collective that takes longer (a rank died or hung) fails the run
   int64_t zero_stage = 0;           // 0: replicated Adam; 1: Adam moments sharded; 2: gradients too (ZeRO)
   double grad_bucket_mb = 25;       // size of the flat fp32 buckets gradients are reduced in
+  bool overlap_grad_reduce = true;  // zero_stage 0: reduce buckets during the last backward
 };
 
 // Learning-rate multipliers by parameter-name suffix (RECIPE §6: time_decay 2×, time_first 3×).

@@ -128,7 +128,8 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
 
   const NamedTensors params = named_parameters(*env.model);
   const auto optimizer = make_parallel_optimizer(params, cfg.optimizer, comm, cfg.train.zero_stage,
-                                                 static_cast<int64_t>(cfg.train.grad_bucket_mb * (1 << 20)));
+                                                 static_cast<int64_t>(cfg.train.grad_bucket_mb * (1 << 20)),
+                                                 cfg.train.overlap_grad_reduce);
   TrainReport report;
   TrainProgress& progress = report.progress;
 
@@ -257,6 +258,7 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
         // Each micro-batch's loss is divided by the rank's micro-batch count, and the gradient
         // averaged over ranks, so the result is that of one batch of micro_batch·grad_accum
         // samples; L2Wrap follows the same scale (trainer/l2wrap.h).
+        if (micro == accum - 1) optimizer->before_last_backward();
         (total / static_cast<double>(accum)).backward();
         loss_sum += loss.item<double>();
       }

@@ -58,6 +58,8 @@ struct TrainControls {
   // true acts like a stop request there.
   std::function<bool(const TrainProgress& p, int64_t micro)> stop_before;
   // Tests: called after the step's backward, before the guard (to inject non-finite gradients).
+  // With several ranks and train.overlap_grad_reduce the gradients are packed for the
+  // all-reduce during backward, so changes made here only reach a one-process run.
   std::function<void(const TrainProgress& p, const NamedTensors& params)> after_backward;
   // Where lines go (default: stdout / stderr for warnings).
   std::function<void(const std::string&)> print, warn;
