@@ -1,8 +1,5 @@
 // Distributed plumbing on CPU over Gloo with real processes: launcher environments, the c10d
 // communicator, bucketed gradient averaging (also overlapped with backward), and a dead rank that must not hang the others.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -15,28 +12,6 @@
 
 using rwkv::DistEnv;
 using rwkv::dist_env_from;
-
-namespace {
-
-// A TCP port that is free right now (bind to port 0, read it back).
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
-
-}  // namespace
 
 TEST_CASE("launcher environments give rank, world size and rendezvous", "[dist]") {
   SECTION("no launcher: rank 0 of 1") {
@@ -203,13 +178,13 @@ TEST_CASE("torchrun with 2 and 3 CPU ranks: collectives over Gloo", "[dist]") {
     const int rc = rwkv::test::run(cmd, &out);
     INFO(out);
     REQUIRE(rc == 0);
-    for (int r = 0; r < n; ++r) REQUIRE(slurp(dir / ("rank" + std::to_string(r))) == "ok " + std::to_string(n) + "\n");
+    for (int r = 0; r < n; ++r) REQUIRE(rwkv::test::slurp(dir / ("rank" + std::to_string(r))) == "ok " + std::to_string(n) + "\n");
   }
 }
 
 TEST_CASE("a rank that dies makes the others fail within the timeout, not hang", "[dist]") {
   rwkv::test::TempDir dir("rwkv-dist");
-  const int port = free_port();
+  const int port = rwkv::test::free_port();
   const std::string bin = (rwkv::test::binary_dir() / "bin/rwkv_tests").string();
   // Started directly (not by torchrun, which would tear the group down itself): only our
   // timeout can end the survivors' wait.
@@ -223,8 +198,8 @@ TEST_CASE("a rank that dies makes the others fail within the timeout, not hang",
   cmd += "wait";
   rwkv::test::run(cmd);
   for (int r : {0, 2}) {
-    const std::string s = slurp(dir / ("rank" + std::to_string(r)));
-    INFO("rank " << r << ": " << s << slurp(dir / ("log" + std::to_string(r))));
+    const std::string s = rwkv::test::slurp(dir / ("rank" + std::to_string(r)));
+    INFO("rank " << r << ": " << s << rwkv::test::slurp(dir / ("log" + std::to_string(r))));
     REQUIRE(s.rfind("error ", 0) == 0);
     REQUIRE(std::stod(s.substr(6)) < 30.0);
   }

@@ -9,9 +9,6 @@
 // absolute (of weights up to 5), Adam moments within 2.4e-6 of their largest element. The bounds
 // below sit ~10x above that and far below any real fault (a wrong sample, a missing 1/world, a
 // stale shard move the loss in the 3rd digit).
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -121,30 +118,12 @@ void require_same_state(const rwkv::trainer::Checkpoint& got, const rwkv::traine
   }
 }
 
-// A TCP port that is free right now.
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
-
 // Starts `n` ranks of `rwkv train` directly (not torchrun, which would tear the run down itself),
 // waits for 3 logged steps, sends `signal` to rank `victim`, waits for the others (then kills a
 // STOPped victim) and writes each rank's exit status and its seconds since the signal to
 // <dir>/rank<r> (logs in <dir>/log<r>).
 void signal_ranks(const Fixture& f, int n, int victim, const std::string& signal, const std::string& sets) {
-  const int port = free_port();
+  const int port = rwkv::test::free_port();
   const std::string d = f.dir.path().string();
   std::string s;
   for (int r = 0; r < n; ++r)
@@ -167,9 +146,9 @@ void signal_ranks(const Fixture& f, int n, int victim, const std::string& signal
   s += fmt::format("wait $p{1}; echo $? $EPOCHREALTIME > {0}/end{1}\n", d, victim);
   std::ofstream(f.dir / "signal.sh") << s;
   rwkv::test::run("bash " + (f.dir / "signal.sh").string());
-  const double t0 = std::stod(slurp(f.dir / "t0"));
+  const double t0 = std::stod(rwkv::test::slurp(f.dir / "t0"));
   for (int r = 0; r < n; ++r) {
-    std::istringstream end(slurp(f.dir / ("end" + std::to_string(r))));
+    std::istringstream end(rwkv::test::slurp(f.dir / ("end" + std::to_string(r))));
     double t = 0;
     int rc = -1;
     end >> rc >> t;
@@ -271,10 +250,10 @@ TEST_CASE("a stop signal to one rank stops all ranks at the same step with one c
   Fixture f;
   signal_ranks(f, 2, 1, "TERM", "");
   for (int r : {0, 1}) {
-    INFO("rank " << r << ": " << slurp(f.dir / ("rank" + std::to_string(r))) << slurp(f.dir / ("log" + std::to_string(r))));
-    REQUIRE(slurp(f.dir / ("rank" + std::to_string(r))).rfind("0 ", 0) == 0);
+    INFO("rank " << r << ": " << rwkv::test::slurp(f.dir / ("rank" + std::to_string(r))) << rwkv::test::slurp(f.dir / ("log" + std::to_string(r))));
+    REQUIRE(rwkv::test::slurp(f.dir / ("rank" + std::to_string(r))).rfind("0 ", 0) == 0);
   }
-  const std::string log0 = slurp(f.dir / "log0");
+  const std::string log0 = rwkv::test::slurp(f.dir / "log0");
   INFO(log0);
   REQUIRE_THAT(log0, Catch::Contains("stopped at step"));
   const auto ck = f.last_checkpoint("sig");
@@ -286,7 +265,7 @@ TEST_CASE("a rank killed mid-run makes the others exit non-zero within the timeo
   Fixture f;
   signal_ranks(f, 3, 1, "KILL", "--set train.dist_timeout_s=5");
   for (int r : {0, 2}) {
-    const std::string s = slurp(f.dir / ("rank" + std::to_string(r))), log = slurp(f.dir / ("log" + std::to_string(r)));
+    const std::string s = rwkv::test::slurp(f.dir / ("rank" + std::to_string(r))), log = rwkv::test::slurp(f.dir / ("log" + std::to_string(r)));
     INFO("rank " << r << ": " << s << log);
     REQUIRE(std::stoi(s) != 0);
     REQUIRE(std::stoi(s) != 124);                        // not ended by `timeout`
@@ -299,7 +278,7 @@ TEST_CASE("a rank that hangs makes the others exit non-zero after the collective
   Fixture f;
   // SIGSTOP keeps its connections open: only train.dist_timeout_s can end the others' wait.
   signal_ranks(f, 2, 1, "STOP", "--set train.dist_timeout_s=4");
-  const std::string s = slurp(f.dir / "rank0"), log = slurp(f.dir / "log0");
+  const std::string s = rwkv::test::slurp(f.dir / "rank0"), log = rwkv::test::slurp(f.dir / "log0");
   INFO(s << log);
   REQUIRE(std::stoi(s) != 0);
   const double waited = std::stod(s.substr(s.find(' ') + 1));
@@ -346,7 +325,7 @@ TEST_CASE("torchrun --max-restarts: a killed rank restarts the run from its last
       rwkv::test::rwkv_binary().string());
   std::ofstream(f.dir / "elastic.sh") << script;
   rwkv::test::run("bash " + (f.dir / "elastic.sh").string());
-  const std::string log = slurp(run + ".log");
+  const std::string log = rwkv::test::slurp(run + ".log");
   INFO(log);
   REQUIRE_THAT(log, Catch::Contains("exit=0"));
   REQUIRE_THAT(log, Catch::Contains("resumed from"));

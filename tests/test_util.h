@@ -18,6 +18,12 @@ inline std::string python() { return RWKV_PYTHON; }
 // ../shared/data next to the checkout (the 20B tokenizer lives there, never in the repo).
 inline std::filesystem::path shared_data_dir() { return source_dir().parent_path() / "shared" / "data"; }
 
+// A TCP port on the loopback interface that is free right now (bind to port 0, read it back).
+int free_port();
+
+// The whole content of a file ("" when it cannot be read).
+std::string slurp(const std::filesystem::path& path);
+
 // Run a shell command, capture stdout+stderr; returns the exit status.
 int run(const std::string& command, std::string* output = nullptr);
 
