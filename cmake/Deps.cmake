@@ -2,8 +2,7 @@
 #
 # fmt: LibTorch's include/ carries fmt 12 headers, which shadow Debian's fmt 9 headers on every
 # target that links torch. Linking Debian's libfmt.so.9 (or spdlog, built against it) under
-# those headers mixes two ABIs, so we use the fmt that LibTorch ships, header-only, and log
-# through trainer/log.h instead of spdlog.
+# those headers mixes two ABIs, so we use the fmt that LibTorch ships, header-only, and no spdlog.
 find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(CLI11 REQUIRED)

@@ -9,7 +9,7 @@ function(rwkv_use_pch target)
   target_precompile_headers(${target} REUSE_FROM rwkv_pch)
 endfunction()
 
-# rwkv_folder_library(name folder deps...): the library of one source folder (DESIGN.md: each
+# rwkv_folder_library(name folder deps...): the library of one source folder (trainer/README.md: each
 # folder is one target). Sources are globbed so that adding a file needs no CMake edit.
 function(rwkv_folder_library name)
   file(GLOB _srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cpp)

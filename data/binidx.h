@@ -1,5 +1,5 @@
 #pragma once
-// Megatron "MMIDIDX" token files (RECIPE §7), as GPT-NeoX tokenized the Pile and as the
+// Megatron "MMIDIDX" token files (data/README.md "Token files and sample order"), as GPT-NeoX tokenized the Pile and as the
 // reference RWKV trainer reads them. prefix.bin holds the raw token ids; prefix.idx is
 //   "MMIDIDX\0\0" | u64 version=1 | u8 dtype code | u64 n_seq | u64 n_doc_idx |
 //   i32 sizes[n_seq] | i64 byte pointers[n_seq] | i64 doc_idx[n_doc_idx]

@@ -1,5 +1,5 @@
 #pragma once
-// The reference trainer's deterministic "magic prime" order (RECIPE §7). With p the largest
+// The reference trainer's deterministic "magic prime" order (data/README.md "Token files and sample order"). With p the largest
 // prime ≡ 2 (mod 3) below n_tokens/ctx_len − 1, sample number ii = g + 1 starts at chunk
 // (⌊p·φ⌋·ii³ mod p), φ = (√5−1)/2, i.e. at token chunk·ctx_len. Cubing permutes Z_p when
 // p ≡ 2 (mod 3), so ii = 1 … p visit every chunk 0 … p−1 exactly once; the order repeats with
@@ -10,7 +10,7 @@
 
 namespace rwkv::data {
 
-// Samples per mini-epoch in the reference (RECIPE §6).
+// Samples per mini-epoch in the reference (trainer/README.md "Optimizer and schedule").
 inline constexpr int64_t kMiniEpochSamples = 40320;
 
 // Deterministic Miller–Rabin for all 64-bit n.

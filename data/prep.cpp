@@ -315,7 +315,7 @@ std::string format_progress(const PrepStats& s) {
 std::string format_summary(const PrepStats& s, const std::filesystem::path& output) {
   std::string out = fmt::format(
       "wrote {}\n  documents: {} ({} empty skipped)\n  tokens: {} (EOD included)\n  bad lines skipped: {}\n"
-      "  time: {:.1f} s ({:.2f} M tokens/s)\n  magic prime per ctx_len (RECIPE §7):\n",
+      "  time: {:.1f} s ({:.2f} M tokens/s)\n  magic prime per ctx_len (data/README.md 'Token files and sample order'):\n",
       output.string(), s.documents, s.empty_documents, s.tokens, s.bad_lines, s.seconds,
       s.seconds > 0 ? static_cast<double>(s.tokens) / s.seconds / 1e6 : 0.0);
   for (int64_t ctx : {512, 1024, 2048, 4096, 8192}) {

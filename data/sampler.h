@@ -1,7 +1,7 @@
 #pragma once
 // Where each training sample starts, as a pure function of its global sample index, so that
 // resuming needs no loader state and the order does not depend on the number of ranks
-// (DESIGN.md: "Data order is a pure function of the global sample number").
+// (data order is a pure function of the global sample number).
 //
 // Global sample index g (0-based, counted from the start of the run). A run with world_size W
 // ranks, micro-batch B rows per rank and A accumulation micro-steps per optimizer step has
@@ -10,7 +10,7 @@
 //     g = s·G + ((a·B + b)·W + r)
 // This is the reference trainer's layout: each rank's loader counts its own samples
 // idx = (s·A + a)·B + b, and the reference's sample number is ii = 1 + epoch·40320 + idx·W + r
-// (RECIPE §7), i.e. ii = g + 1 when G divides 40320. One optimizer step consumes exactly the
+// (data/README.md "Token files and sample order"), i.e. ii = g + 1 when G divides 40320. One optimizer step consumes exactly the
 // indices [s·G, (s+1)·G) whatever W, A and B are, so the data of a step is unchanged when the
 // world size changes at the same global batch; distinct (a, b, r) give distinct g, so ranks never
 // share a sample.

@@ -1,6 +1,6 @@
 #pragma once
 // A flat stream of token ids on disk, read by windows. The trainer reads ctx_len+1 tokens at a
-// position chosen by a sampler (RECIPE §7: windows may cross document boundaries).
+// position chosen by a sampler (data/README.md "Token files and sample order": windows may cross document boundaries).
 // Implementations: binidx (Megatron MMIDIDX, mmapped) and HDF5; open_token_dataset picks one
 // from the path.
 #include <cstdint>

@@ -1,7 +1,7 @@
 #pragma once
 // Text ↔ token ids. Two implementations: the byte-level default (256 ids, one per byte, needs
 // no file) and the byte-level BPE of a Hugging Face tokenizer.json (the GPT-NeoX-20B file the
-// Pile was tokenized with, RECIPE §7). Both are safe to call from many threads at once.
+// Pile was tokenized with, data/README.md "Token files and sample order"). Both are safe to call from many threads at once.
 #include <cstdint>
 #include <memory>
 #include <span>

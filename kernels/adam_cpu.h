@@ -1,8 +1,8 @@
 #pragma once
-// Adam's per-element update on the CPU in one pass over memory (trainer/optimizer.h has the
+// Adam's per-element update on the CPU in one pass over memory (trainer/optim/optimizer.h has the
 // formula and the reasons for our own Adam). ATen's formulation makes seven passes and three
 // temporaries per tensor; on a 169M model that was the largest part of a CPU step's optimizer
-// phase (`rwkv bench train`, issue 8). Threaded over the elements; fp32 throughout.
+// phase (`rwkv bench train`). Threaded over the elements; fp32 throughout.
 #include <cstdint>
 
 namespace rwkv::kernels {

@@ -13,7 +13,7 @@ std::string cuda_compiled_archs();
 // Number of visible devices per cudaGetDeviceCount; 0 when there is no driver or no GPU.
 int cuda_runtime_device_count();
 // The name of device `index` (cudaDeviceProp::name, e.g. "NVIDIA H100 80GB HBM3"); "" when there
-// is no such device or no CUDA. trainer/flops_peak.cpp looks peaks up by it.
+// is no such device or no CUDA. trainer/bench/flops_peak.cpp looks peaks up by it.
 std::string cuda_device_name(int index);
 
 }  // namespace rwkv::kernels

@@ -1,5 +1,5 @@
 #pragma once
-// The WKV recurrences of RWKV-4 (RECIPE §3), written once for the CPU op (kernels/wkv_cpu.cpp)
+// The WKV recurrences of RWKV-4 (kernels/README.md "WKV"), written once for the CPU op (kernels/wkv_cpu.cpp)
 // and the CUDA kernels (kernels/wkv_cuda.cu). Everything here is per (batch, channel) and per
 // time step; the callers own the loops. F is the state/accumulation type: float for fp32 and
 // bf16 inputs (the state must stay fp32, e^w can be within 1e-3 of 1), double for fp64 inputs
@@ -28,7 +28,7 @@
 
 namespace rwkv::kernels::wkv {
 
-// pp of the state before any token (RECIPE §3): e^pp is 0 in every float type.
+// pp of the state before any token (kernels/README.md "WKV"): e^pp is 0 in every float type.
 inline constexpr float kEmptyExponent = -1e38f;
 
 template <class F>
@@ -178,7 +178,7 @@ WKV_HD void backward_initial(const State<F>& s0, const Adjoint<F>& adj, F& g_aa,
 
 // ---- Chunked (time-parallel) forward ------------------------------------------------------
 // Splitting T into chunks makes the recurrence parallel over time as well as over (b, c), so a
-// small batch or a long context still fills a GPU (issue 8). Over a chunk of n tokens starting
+// small batch or a long context still fills a GPU. Over a chunk of n tokens starting
 // from state S, the unscaled sums are
 //   A_{t+n} = e^{n·w} A_t + Σ_{i in chunk} e^{(t+n-1-i)w + k_i} v_i,
 // i.e. the state decayed by e^{n·w} plus the chunk's own state from the empty one (its

@@ -26,7 +26,7 @@ struct WkvBackwardArgs {
   at::Tensor g_aa0, g_bb0, g_pp0; // gradient of the initial state
 };
 
-// fp64 for fp64 I/O, fp32 otherwise (RECIPE §3: the state stays fp32 for bf16 I/O).
+// fp64 for fp64 I/O, fp32 otherwise (kernels/README.md "WKV": the state stays fp32 for bf16 I/O).
 at::ScalarType wkv_acc_dtype(at::ScalarType io_dtype);
 
 // Validate (shapes, dtypes, contiguity, one device; a clear message otherwise) and run.

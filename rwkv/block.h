@@ -1,6 +1,6 @@
 #pragma once
 // One RWKV-4 block (`blocks.l`): x += att(ln1(x)); x += ffn(ln2(x)); block 0 first applies ln0 to
-// the embedding (the "small-init embedding" of RECIPE §2). Registration order ln1, ln2, ln0, att,
+// the embedding (the "small-init embedding" of rwkv/README.md "Forward pass"). Registration order ln1, ln2, ln0, att,
 // ffn is the reference's.
 #include <torch/torch.h>
 
@@ -11,7 +11,7 @@
 
 namespace rwkv {
 
-// The RNN-mode state of one layer: the 5 vectors of RECIPE §3 (previous ln1 output, aa, bb, pp,
+// The RNN-mode state of one layer: the 5 vectors of kernels/README.md "WKV" (previous ln1 output, aa, bb, pp,
 // previous ln2 output).
 struct LayerState {
   TimeMixState att;

@@ -15,7 +15,7 @@ struct BlockHandle : torch::CustomClassHolder {
 };
 
 // Sets CUDA autocast to the forward's state for the recomputation and restores it after; the cast
-// cache is cleared when autocast was on, as the loop's own scope does (trainer/train_loop.cpp).
+// cache is cleared when autocast was on, as the loop's own scope does (trainer/train/train_loop.cpp).
 class AutocastReplay {
  public:
   AutocastReplay(bool enabled, at::ScalarType dtype)

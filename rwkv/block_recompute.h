@@ -1,14 +1,14 @@
 #pragma once
-// Per-block activation checkpointing (issue 6; Chen et al. 2016, "Training deep nets with sublinear
+// Per-block activation checkpointing (Chen et al. 2016, "Training deep nets with sublinear
 // memory cost"): the forward keeps only each block's input; the backward reruns that block's
 // forward under autograd and differentiates it, one block at a time. Activation memory drops from
-// L blocks' worth (26·D per token per block, trainer/memory_plan.h) to L block inputs plus one
+// L blocks' worth (26·D per token per block, trainer/dist/memory_plan.h) to L block inputs plus one
 // block, for one extra forward pass (about a third more compute per step).
 //
 // LibTorch has no torch.utils.checkpoint: this is a custom autograd::Function around a block whose
 // inputs are the block input and the block's parameters, so gradients reach the parameters through
 // the ordinary graph (and any hooks on them). The recomputation is the same CPU arithmetic as the
-// forward, so gradients equal the plain model's (tests/test_block_recompute.cpp). RWKV-4 has no
+// forward, so gradients equal the plain model's (tests/rwkv/test_block_recompute.cpp). RWKV-4 has no
 // dropout and no random op, so no RNG state needs replaying; the autocast state (bf16 on CUDA) of
 // the forward is replayed, since backward runs outside the training loop's autocast scope.
 #include <torch/torch.h>

@@ -1,5 +1,5 @@
 #pragma once
-// ChannelMix (`blocks.l.ffn`), the feed-forward of RWKV-4 (RECIPE §2):
+// ChannelMix (`blocks.l.ffn`), the feed-forward of RWKV-4 (rwkv/README.md "Forward pass"):
 //   out = sigmoid(receptance(x_r)) ⊙ value(relu(key(x_k))²)
 // with x_* the token-shift mixes of the input. Names and order as the reference's state_dict.
 #include <torch/torch.h>

@@ -1,5 +1,5 @@
 #pragma once
-// Initialisation of RWKV-4 exactly as the reference trainer does it (RECIPE §4), deterministic
+// Initialisation of RWKV-4 exactly as the reference trainer does it (rwkv/README.md "Initialisation"), deterministic
 // from a seed. The reference code differs from the paper's Appendix E, and the code is what
 // produced the released checkpoints:
 //  - Appendix E: embedding U(±1e-4); the code: U(±lr_init) (the caller passes emb_scale = lr_init).

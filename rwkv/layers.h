@@ -12,7 +12,7 @@
 namespace rwkv {
 
 // y = x Wᵀ with W (out, in), as torch.nn.Linear(in, out, bias=False): every projection of RWKV-4
-// is bias-free (RECIPE §2).
+// is bias-free (rwkv/README.md "Forward pass").
 class LinearNoBiasImpl : public torch::nn::Module {
  public:
   LinearNoBiasImpl(int64_t in, int64_t out, const torch::TensorOptions& options);
@@ -22,7 +22,7 @@ class LinearNoBiasImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LinearNoBias);
 
-// LayerNorm over the last dimension with weight and bias, eps 1e-5 (RECIPE §2).
+// LayerNorm over the last dimension with weight and bias, eps 1e-5 (rwkv/README.md "Forward pass").
 class LayerNormImpl : public torch::nn::Module {
  public:
   LayerNormImpl(int64_t dim, const torch::TensorOptions& options);

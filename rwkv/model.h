@@ -1,5 +1,5 @@
 #pragma once
-// The RWKV-4 language model (RECIPE §2): emb → blocks (ln0 in block 0) → ln_out → head.
+// The RWKV-4 language model (rwkv/README.md "Forward pass"): emb → blocks (ln0 in block 0) → ln_out → head.
 // Its named_parameters() are exactly the reference state_dict (`emb.weight`,
 // `blocks.0.ln0.weight`, `blocks.3.att.time_decay`, …, `ln_out.bias`, `head.weight`), in the
 // reference's order, with the reference's shapes.
@@ -9,7 +9,7 @@
 // is allocated (used by `rwkv info` and parameter counting).
 //
 // bf16: convert the model (`model->to(torch::kBFloat16)`) and every activation, token-shift mix
-// and the WKV input/output are bf16; WKV keeps its state and the decay in fp32 (RECIPE §3).
+// and the WKV input/output are bf16; WKV keeps its state and the decay in fp32 (kernels/README.md "WKV").
 #include <torch/torch.h>
 
 #include <vector>
@@ -55,7 +55,7 @@ int64_t parameter_count(const RWKVImpl& model);
 
 // Forward FLOPs per token: 2 × the elements of every weight used in a matrix product (all 2-D
 // parameters except the embedding, a lookup), = 2(13LD² + VD) for A = D, F = 4D (paper Table 2,
-// RECIPE §1). WKV, LayerNorm and the mixes are O(LD) and left out as the paper does.
+// rwkv/README.md "Shapes"). WKV, LayerNorm and the mixes are O(LD) and left out as the paper does.
 int64_t forward_flops_per_token(const RWKVImpl& model);
 
 }  // namespace rwkv

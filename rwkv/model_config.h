@@ -1,5 +1,5 @@
 #pragma once
-// The shape of an RWKV-4 model (RECIPE §1). Plain data: the YAML `model:` section is read into
+// The shape of an RWKV-4 model (rwkv/README.md "Shapes"). Plain data: the YAML `model:` section is read into
 // it by model_config_from_yaml (rwkv/model_config.cpp).
 #include <cstdint>
 #include <string>

@@ -1,5 +1,5 @@
 #pragma once
-// The reference implementation's state_dict layout (RECIPE §2): the exact keys and shapes that
+// The reference implementation's state_dict layout (rwkv/README.md "Forward pass"): the exact keys and shapes that
 // the .pth export writes and the import expects, in the reference's own order (emb, blocks in
 // module order, ln_out, head). The `rwkv` package, ChatRWKV and rwkv.cpp read this layout.
 #include <cstdint>

@@ -1,8 +1,8 @@
 #pragma once
-// RNN (inference) mode of RWKV-4 (RECIPE §3): the model carries 5 vectors per layer from token
+// RNN (inference) mode of RWKV-4 (kernels/README.md "WKV"): the model carries 5 vectors per layer from token
 // to token (previous ln1 output, aa, bb, pp, previous ln2 output) and costs O(1) per token.
 // A step is the model's forward with T = 1 on the carried state, so RNN mode, prefill and the
-// parallel forward share one code path and one WKV (rwkv::wkv); tests/test_model_rnn.cpp checks
+// parallel forward share one code path and one WKV (rwkv::wkv); tests/rwkv/test_model_rnn.cpp checks
 // them against an independent per-token evaluation.
 #include <torch/torch.h>
 

@@ -1,5 +1,5 @@
 #pragma once
-// TimeMix (`blocks.l.att`), the attention replacement of RWKV-4 (RECIPE §2):
+// TimeMix (`blocks.l.att`), the attention replacement of RWKV-4 (rwkv/README.md "Forward pass"):
 //   k, v, r = key(x_k), value(x_v), receptance(x_r) with x_* the token-shift mixes of the input,
 //   out = output(sigmoid(r) ⊙ WKV(time_decay, time_first, k, v)).
 // Parameter names and registration order are the reference's, so the state_dict is a straight copy.

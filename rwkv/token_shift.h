@@ -1,5 +1,5 @@
 #pragma once
-// Token shift and time mixing, shared by TimeMix and ChannelMix (RECIPE §2).
+// Token shift and time mixing, shared by TimeMix and ChannelMix (rwkv/README.md "Forward pass").
 #include <torch/torch.h>
 
 namespace rwkv {

@@ -19,7 +19,7 @@ class WkvFunction : public torch::autograd::Function<WkvFunction> {
                                const torch::Tensor& time_first, const torch::Tensor& k, const torch::Tensor& v,
                                const torch::Tensor& aa0, const torch::Tensor& bb0, const torch::Tensor& pp0) {
     const auto acc = kernels::wkv_acc_dtype(k.scalar_type());
-    // RECIPE §3: the decay is w = -exp(time_decay), computed in fp32 (fp64 for fp64 checks).
+    // kernels/README.md "WKV": the decay is w = -exp(time_decay), computed in fp32 (fp64 for fp64 checks).
     const torch::Tensor w = -torch::exp(time_decay.to(acc)).contiguous();
     const torch::Tensor u = time_first.to(acc).contiguous();
     const torch::Tensor kc = k.contiguous(), vc = v.contiguous();
@@ -63,7 +63,7 @@ class WkvFunction : public torch::autograd::Function<WkvFunction> {
 
     const auto dtypes = ctx->saved_data["dtypes"].toIntVector();
     const auto as = [&](const torch::Tensor& t, size_t i) { return t.to(static_cast<torch::ScalarType>(dtypes[i])); };
-    // The (B, C) partials reduce over the batch (RECIPE §3); ∂L/∂d = w·∂L/∂w since w = -e^d.
+    // The (B, C) partials reduce over the batch (kernels/README.md "WKV"); ∂L/∂d = w·∂L/∂w since w = -e^d.
     const torch::Tensor g_decay = w * a.gw.sum(0);
     const torch::Tensor g_first = a.gu.sum(0);
     return {as(g_decay, 0), as(g_first, 1), as(a.gk, 2),    as(a.gv, 3),

@@ -1,5 +1,5 @@
 #pragma once
-// The WKV operator of RWKV-4 (RECIPE §3) as a differentiable LibTorch op, CPU and CUDA, any T.
+// The WKV operator of RWKV-4 (kernels/README.md "WKV") as a differentiable LibTorch op, CPU and CUDA, any T.
 //
 //   y_t = [ Σ_{i<t} e^{(t-1-i)w + k_i} v_i + e^{u+k_t} v_t ] / [ Σ_{i<t} e^{(t-1-i)w + k_i} + e^{u+k_t} ]
 //

@@ -172,7 +172,7 @@ def cmd_report(a):
     print(f"  {'':<78} {'ours':>10} {'peer':>10} {'unit':>9} {'speed-up':>9}")
     for r in rows:
         print(f"  {r['what']:<78} {r['ours']:>10.4g} {r['peer']:>10.4g} {r['unit']:>9} {r['speedup']:>8.2f}x")
-    print(f"\nown targets (issue 8): WKV share of the step {100 * ours_train['wkv_share']:.1f}% (target < 5%), "
+    print(f"\nown targets: WKV share of the step {100 * ours_train['wkv_share']:.1f}% (target < 5%), "
           f"step at {100 * ours_train['mfu_vs_gemm']:.1f}% of its GEMMs' rate (target >= 70%), "
           f"{ours_train['achieved_tflops'] * 1e3:.1f} GFLOP/s achieved")
     write(a.out, {"rows": rows, "ours": {"wkv": ours_wkv, "train": ours_train, "generate": ours_gen},

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Our speed against peers in ONE run, same shapes, fp32 on the CPU, same thread count (issue 8):
+# Our speed against peers in ONE run, same shapes, fp32 on the CPU, same thread count:
 #   WKV op          rwkv bench wkv       vs transformers' CPU WKV path (and our ATen per-step loop)
 #   training step   rwkv bench train     vs transformers' RwkvForCausalLM step (forward, CE, backward, clip, Adam)
 #   generation      rwkv bench generate  vs the `rwkv` package 'cpu fp32', on the same weights: a random

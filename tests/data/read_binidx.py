@@ -1,4 +1,4 @@
-"""Independent reader of Megatron MMIDIDX files, written from the format description (RECIPE §7)
+"""Independent reader of Megatron MMIDIDX files, written from the format description (data/README.md "Token files and sample order")
 with numpy, as the reference trainer's binidx reader maps them. Prints a JSON summary:
 dtype code, sizes, doc_idx and the flat token stream (for small test files only)."""
 import json

@@ -1,0 +1,81 @@
+// `rwkv bench train|generate` as subprocesses on a tiny model: the JSON figures obey the formulas
+// they are defined by (FLOPs per token of rwkv/README.md "Shapes", the RNN state's size from the shape), and
+// bad arguments exit non-zero with a message. Nothing here asserts a speed.
+#include <catch2/catch.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <string>
+
+#include "tests/support/test_util.h"
+
+namespace {
+
+using rwkv::test::TempDir;
+
+const int64_t kL = 2, kD = 32, kV = 64;
+
+std::string tiny_config(const TempDir& dir) {
+  std::ofstream(dir / "tiny.yaml") << fmt::format("model:\n  n_layer: {}\n  n_embd: {}\n  vocab_size: {}\n", kL, kD, kV);
+  return (dir / "tiny.yaml").string();
+}
+
+nlohmann::json run_json(const std::string& args, const std::string& json_path) {
+  std::string out;
+  const int rc = rwkv::test::run(fmt::format("OMP_NUM_THREADS=1 {} bench {} --json {}",
+                                             rwkv::test::rwkv_binary().string(), args, json_path),
+                                 &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  std::ifstream in(json_path);
+  return nlohmann::json::parse(in);
+}
+
+}  // namespace
+
+TEST_CASE("bench train: tokens/s and FLOP/s follow from the step time and 6(13LD² + VD)", "[bench]") {
+  TempDir dir("rwkv-bench-train");
+  const auto j = run_json(fmt::format("train {} --micro-batch 2 --ctx 16 --steps 2 --warmup 0", tiny_config(dir)),
+                          (dir / "t.json").string());
+  const double seconds = j.at("step").at("median_ms").get<double>() * 1e-3;
+  CHECK(j.at("tokens").get<int64_t>() == 32);
+  CHECK(j.at("tokens_per_s").get<double>() == Approx(32 / seconds));
+  const double flops_per_token = 6.0 * (13.0 * kL * kD * kD + kV * kD);
+  CHECK(j.at("achieved_tflops").get<double>() == Approx(flops_per_token * 32 / seconds / 1e12));
+  CHECK(j.at("mfu_vs_gemm").get<double>() ==
+        Approx(j.at("achieved_tflops").get<double>() / j.at("gemm_tflops").at("median").get<double>()));
+  CHECK(j.at("wkv_share").get<double>() > 0);
+  CHECK(j.at("step").at("min_ms").get<double>() <= j.at("step").at("max_ms").get<double>());
+}
+
+TEST_CASE("bench generate: the carried state is 5·L·D floats whatever the context", "[bench]") {
+  TempDir dir("rwkv-bench-generate");
+  const auto j = run_json(fmt::format("generate {} --ctx 0,40 --chunk 16 --tokens 2 --warmup 1", tiny_config(dir)),
+                          (dir / "g.json").string());
+  REQUIRE(j.at("contexts").size() == 2);
+  for (const auto& row : j.at("contexts")) {
+    CHECK(row.at("state_bytes").get<int64_t>() == 5 * kL * kD * 4);
+    CHECK(row.at("tokens_per_s").get<double>() > 0);
+    CHECK(row.at("rss_gib").get<double>() > 0);
+  }
+  CHECK(j.at("contexts")[1].at("ctx").get<int64_t>() == 40);
+}
+
+TEST_CASE("bench: bad arguments exit non-zero naming the problem", "[bench]") {
+  TempDir dir("rwkv-bench-bad");
+  const std::string bin = rwkv::test::rwkv_binary().string(), cfg = tiny_config(dir);
+  const auto fails_with = [&](const std::string& args, const std::string& message) {
+    std::string out;
+    const int rc = rwkv::test::run(bin + " bench " + args, &out);
+    INFO(args << "\n" << out);
+    CHECK(rc != 0);
+    CHECK_THAT(out, Catch::Contains(message));
+  };
+  fails_with("generate " + (dir / "missing.yaml").string(), "missing.yaml does not exist");
+  fails_with("generate " + cfg + " --ctx=10,-5", "--ctx -5 is negative");
+  fails_with("train " + cfg + " --micro-batch 0", "--micro-batch, --ctx and --steps must be positive");
+  fails_with("train " + cfg + " --json " + (dir / "no-such-dir" / "t.json").string() + " --steps 1 --warmup 0",
+             "cannot write --json");  // before any work
+}

@@ -1,0 +1,144 @@
+// LR schedule against its formula in double, our Adam against torch::optim::Adam, lr multipliers,
+// gradient clipping, and L2Wrap's gradient against autograd of 1e-4·mean(½·max_logit²).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "trainer/train/l2wrap.h"
+#include "trainer/optim/lr_schedule.h"
+#include "trainer/optim/optimizer.h"
+#include "tests/support/test_util.h"
+
+using namespace rwkv::trainer;
+
+TEST_CASE("LR schedule: warmup, constant phase, exponential decay to lr_final", "[optim]") {
+  Stage s;
+  s.lr_init = 6e-4;
+  s.lr_final = 1e-5;
+  s.steps = 1000;
+  s.constant_steps = 400;
+  s.warmup_steps = 50;
+  const auto decay = [&](double progress) { return 6e-4 * std::pow(1e-5 / 6e-4, progress); };
+  CHECK(learning_rate(s, 0) == Approx(6e-4 * 0.2).epsilon(1e-12));
+  CHECK(learning_rate(s, 25) == Approx(6e-4 * (0.2 + 0.8 * 25 / 50.0)).epsilon(1e-12));
+  CHECK(learning_rate(s, 49) == Approx(6e-4 * (0.2 + 0.8 * 49 / 50.0)).epsilon(1e-12));
+  CHECK(learning_rate(s, 50) == Approx(6e-4).epsilon(1e-12));
+  CHECK(learning_rate(s, 400) == Approx(6e-4).epsilon(1e-12));
+  CHECK(learning_rate(s, 550) == Approx(decay(150 / 600.0)).epsilon(1e-12));
+  CHECK(learning_rate(s, 700) == Approx(std::sqrt(6e-4 * 1e-5)).epsilon(1e-12));  // halfway: geometric mean
+  CHECK(learning_rate(s, 1000) == Approx(1e-5).epsilon(1e-12));
+  CHECK(learning_rate(s, 5000) == Approx(1e-5).epsilon(1e-12));
+  // warmup overlapping the decay multiplies it
+  s.constant_steps = 0;
+  CHECK(learning_rate(s, 10) == Approx(decay(0.01) * (0.2 + 0.8 * 10 / 50.0)).epsilon(1e-12));
+  // lr_final == lr_init: constant
+  s.lr_final = s.lr_init;
+  CHECK(learning_rate(s, 900) == Approx(6e-4).epsilon(1e-12));
+}
+
+TEST_CASE("lr multipliers match the last name component or a prefix wildcard", "[optim]") {
+  const LrMult m{{"time_decay", 2}, {"time_first", 3}};
+  CHECK(lr_multiplier("blocks.3.att.time_decay", m) == 2);
+  CHECK(lr_multiplier("blocks.3.att.time_first", m) == 3);
+  CHECK(lr_multiplier("blocks.3.att.time_mix_k", m) == 1);
+  CHECK(lr_multiplier("head.weight", m) == 1);
+  CHECK(lr_multiplier("blocks.0.att.time_mix_r", {{"time_*", 5}}) == 5);
+  CHECK(lr_multiplier("blocks.0.att.key.weight", {{"time_*", 5}}) == 1);
+}
+
+TEST_CASE("the fused CPU Adam update equals the formula in double over many threaded chunks", "[optim]") {
+  // 3 chunks of kernels/adam_cpu.cpp's grain plus a tail that fills no SIMD vector.
+  const int64_t n = 3 * (1 << 15) + 7;
+  torch::manual_seed(11);
+  OptimizerConfig oc;
+  oc.weight_decay = 0.05;
+  torch::Tensor p = torch::randn({n}), m = torch::zeros({n}), v = torch::zeros({n});
+  torch::Tensor pd = p.to(torch::kFloat64), md = m.to(torch::kFloat64), vd = v.to(torch::kFloat64);
+  const double lr = 3e-3;
+  for (int64_t t = 1; t <= 3; ++t) {
+    const torch::Tensor g = torch::randn({n}) * (t == 2 ? 1e-4 : 1.0);  // a step of tiny gradients too
+    adam_update(p, g, m, v, lr, /*decay=*/true, t, oc);
+    const torch::Tensor gd = g.to(torch::kFloat64);
+    md = oc.beta1 * md + (1 - oc.beta1) * gd;
+    vd = oc.beta2 * vd + (1 - oc.beta2) * gd * gd;
+    const double bc1 = 1 - std::pow(oc.beta1, t), bc2 = 1 - std::pow(oc.beta2, t);
+    pd = pd * (1 - lr * oc.weight_decay) - lr / bc1 * md / (vd.sqrt() / std::sqrt(bc2) + oc.eps);
+  }
+  CHECK((p.to(torch::kFloat64) - pd).abs().max().item<double>() < 1e-6);
+  // m can cancel to near zero (gradients of both signs): fp32 rounding of its O(1) terms, absolute.
+  CHECK((m.to(torch::kFloat64) - md).abs().max().item<double>() < 1e-6);
+  CHECK(((v.to(torch::kFloat64) - vd).abs() / (vd.abs() + 1e-12)).max().item<double>() < 1e-5);
+}
+
+TEST_CASE("Adam equals torch::optim::Adam/AdamW step for step, per-group lr, decay on matrices", "[optim]") {
+  torch::manual_seed(3);
+  const auto w0 = torch::randn({4, 5}), d0 = torch::randn({5});
+  OptimizerConfig oc;
+  oc.weight_decay = 0.1;
+  auto w = w0.clone().requires_grad_(), d = d0.clone().requires_grad_();
+  Adam ours({{"blocks.0.att.key.weight", w}, {"blocks.0.att.time_decay", d}}, oc);
+
+  auto rw = w0.clone().requires_grad_(), rd = d0.clone().requires_grad_();
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{rw},
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(1e-2).betas({0.9, 0.99}).eps(1e-8).weight_decay(0.1)));
+  groups.emplace_back(std::vector<torch::Tensor>{rd},
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(2e-2).betas({0.9, 0.99}).eps(1e-8).weight_decay(0)));
+  torch::optim::AdamW ref(groups, torch::optim::AdamWOptions(1e-2));
+
+  for (int i = 0; i < 5; ++i) {
+    const auto x = torch::randn({5});
+    for (auto* p : {&w, &d, &rw, &rd}) p->mutable_grad() = torch::Tensor();
+    (torch::matmul(w, x * d).pow(2).sum()).backward();
+    (torch::matmul(rw, x * rd).pow(2).sum()).backward();
+    ours.step(1e-2, {{"time_decay", 2}});
+    ref.step();
+  }
+  CHECK(ours.steps() == 5);
+  CHECK((w - rw).abs().max().item<float>() < 1e-6);
+  CHECK((d - rd).abs().max().item<float>() < 1e-6);
+}
+
+TEST_CASE("global gradient norm and clipping at 1.0", "[optim]") {
+  auto a = torch::zeros({3}).requires_grad_(), b = torch::zeros({2, 2}).requires_grad_();
+  a.mutable_grad() = torch::tensor({3.0f, 0.0f, 0.0f});
+  b.mutable_grad() = torch::tensor({{0.0f, 4.0f}, {0.0f, 0.0f}});
+  const NamedTensors p{{"a", a}, {"b", b}};
+  const double n = global_grad_norm(p);
+  CHECK(n == Approx(5.0));
+  clip_gradients(p, n, 1.0);
+  CHECK(global_grad_norm(p) == Approx(1.0).epsilon(1e-5));
+  CHECK(a.grad()[0].item<float>() == Approx(0.6).epsilon(1e-5));
+  clip_gradients(p, 0.5, 1.0);  // below the limit: untouched
+  CHECK(a.grad()[0].item<float>() == Approx(0.6).epsilon(1e-5));
+  b.mutable_grad()[0][0] = std::nanf("");
+  CHECK(std::isnan(global_grad_norm(p)));
+}
+
+TEST_CASE("L2Wrap: loss unchanged, gradient = 1e-4·d mean(½ max_logit²)/d logits", "[optim]") {
+  torch::manual_seed(7);
+  const int64_t B = 3, T = 5, V = 11;
+  const auto logits0 = torch::randn({B, T, V}, torch::kFloat64) * 4;
+  const auto targets = torch::randint(V, {B, T});
+  const auto ce = [&](const torch::Tensor& lg) {
+    return torch::nn::functional::cross_entropy(lg.reshape({B * T, V}), targets.reshape({B * T}));
+  };
+  for (const double scale : {1.0, 0.25}) {  // 0.25: a micro-batch's loss under grad_accum = 4
+    auto lg = logits0.clone().requires_grad_();
+    const auto loss = l2wrap(ce(lg), lg, 1e-4);
+    CHECK(loss.item<double>() == ce(logits0).item<double>());
+    (loss * scale).backward();
+
+    auto ref = logits0.clone().requires_grad_();
+    const auto aux = 1e-4 * (0.5 * std::get<0>(ref.max(-1)).pow(2)).mean();
+    ((ce(ref) + aux) * scale).backward();
+    const double err = (lg.grad() - ref.grad()).abs().max().item<double>();
+    CHECK(err < 1e-15);
+    // the auxiliary part is non-trivial: it differs from the plain CE gradient
+    auto plain = logits0.clone().requires_grad_();
+    (ce(plain) * scale).backward();
+    CHECK((lg.grad() - plain.grad()).abs().max().item<double>() > 1e-5 * scale);
+  }
+}

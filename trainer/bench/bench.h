@@ -1,0 +1,56 @@
+#pragma once
+// `rwkv bench`: figures, not tests. Each figure is the median of several timed runs
+// after untimed warm-up runs, printed with its min and max, as a table and, with --json, as one
+// JSON object that scripts/bench_peers.sh combines with its peers' figures.
+//   wkv       the WKV op, forward and forward+backward, against a per-timestep ATen loop
+//   train     a full training step of a config against the rate of its own GEMMs alone
+//   generate  RNN-mode generation at given context lengths: tokens/s and memory
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace rwkv::bench {
+
+struct Timing {
+  double median_ms = 0, min_ms = 0, max_ms = 0;
+  int runs = 0;
+};
+
+// `warmup` untimed calls of fn, then `runs` timed ones; CUDA work is synchronized around each.
+Timing time_runs(int runs, int warmup, const torch::Device& device, const std::function<void()>& fn);
+nlohmann::json to_json(const Timing& t);
+// Writes `j` to `path` (when not empty), throwing with the path when it cannot.
+void write_json(const std::string& path, const nlohmann::json& j);
+// Throws before any work when `path` (not empty) is in a directory that does not exist.
+void check_json_path(const std::string& path);
+
+struct WkvOptions {
+  int64_t B = 8, T = 1024, C = 768;
+  int runs = 5, warmup = 1;
+  bool no_loop = false;  // skip the ATen loop (it is slow at long T on a GPU: one launch per op and step)
+  std::string device = "cpu", dtype = "fp32", json;
+};
+void bench_wkv(const WkvOptions& o);
+
+struct TrainOptions {
+  std::string config;  // a YAML file with a `model:` section
+  int64_t micro_batch = 8, ctx = 512;
+  int steps = 5, warmup = 1;
+  std::string device = "cpu", json;
+};
+void bench_train(const TrainOptions& o);
+
+struct GenerateOptions {
+  std::string source;  // a YAML config (random weights), a weights file / HF folder, or a checkpoint dir
+  std::vector<int64_t> ctx = {1024, 8192, 65536};
+  int64_t tokens = 32;       // generated (timed) tokens after each context
+  int64_t chunk = 1024;      // prefill chunk: parallel mode over this many tokens at a time
+  int warmup = 2;            // untimed generated tokens first
+  std::string device = "cpu", json;
+};
+void bench_generate(const GenerateOptions& o);
+
+}  // namespace rwkv::bench

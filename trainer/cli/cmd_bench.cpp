@@ -1,0 +1,49 @@
+// `rwkv bench wkv|train|generate`: registration of the options; the benchmarks themselves are in
+// trainer/bench_*.cpp (trainer/bench/bench.h).
+#include "trainer/bench/bench.h"
+#include "trainer/cli/commands.h"
+
+namespace rwkv::cli {
+
+void add_bench_command(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks: figures with median/min/max, as a table and --json");
+  bench->require_subcommand(1);
+  // CLI11 writes options into storage that outlives parsing.
+  static bench::WkvOptions w;
+  auto* wkv = bench->add_subcommand("wkv", "WKV op forward and forward+backward vs a per-timestep ATen implementation");
+  wkv->add_option("--B", w.B, "batch")->capture_default_str();
+  wkv->add_option("--T", w.T, "sequence length")->capture_default_str();
+  wkv->add_option("--C", w.C, "channels")->capture_default_str();
+  wkv->add_option("--runs", w.runs, "timed runs")->capture_default_str();
+  wkv->add_option("--warmup", w.warmup, "untimed runs first")->capture_default_str();
+  wkv->add_option("--device", w.device, "cpu or cuda[:N]")->capture_default_str();
+  wkv->add_option("--dtype", w.dtype, "k/v dtype")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
+  wkv->add_flag("--no-loop", w.no_loop, "time only the op, not the ATen per-step loop");
+  wkv->add_option("--json", w.json, "also write the figures to this JSON file");
+  wkv->callback([] { bench::bench_wkv(w); });
+
+  static bench::TrainOptions t;
+  auto* train = bench->add_subcommand("train", "Training step tokens/s, FLOP/s and MFU vs the model's GEMMs alone");
+  train->add_option("config", t.config, "YAML with a model: section (a run or size config)")->required();
+  train->add_option("--micro-batch", t.micro_batch, "sequences per step")->capture_default_str();
+  train->add_option("--ctx", t.ctx, "tokens per sequence")->capture_default_str();
+  train->add_option("--steps", t.steps, "timed steps")->capture_default_str();
+  train->add_option("--warmup", t.warmup, "untimed steps first")->capture_default_str();
+  train->add_option("--device", t.device, "cpu or cuda[:N]")->capture_default_str();
+  train->add_option("--json", t.json, "also write the figures to this JSON file");
+  train->callback([] { bench::bench_train(t); });
+
+  static bench::GenerateOptions g;
+  auto* gen = bench->add_subcommand("generate", "RNN-mode generation tokens/s and memory after given contexts");
+  gen->add_option("source", g.source, "YAML config (random weights), .pth/.safetensors/HF folder, or checkpoint dir")
+      ->required();
+  gen->add_option("--ctx", g.ctx, "context lengths, comma-separated")->delimiter(',')->capture_default_str();
+  gen->add_option("--tokens", g.tokens, "timed generated tokens per context")->capture_default_str();
+  gen->add_option("--chunk", g.chunk, "prefill chunk (tokens per parallel-mode call)")->capture_default_str();
+  gen->add_option("--warmup", g.warmup, "untimed generated tokens first")->capture_default_str();
+  gen->add_option("--device", g.device, "cpu or cuda[:N]")->capture_default_str();
+  gen->add_option("--json", g.json, "also write the figures to this JSON file");
+  gen->callback([] { bench::bench_generate(g); });
+}
+
+}  // namespace rwkv::cli

@@ -1,0 +1,103 @@
+// `rwkv eval MODEL --data FILE`: loss, perplexity and bits per byte of a checkpoint, .pth or HF
+// folder over a binidx / HDF5 token file or a .txt file (tokenized here), with an optional JSONL
+// dump of every predicted token's log-probability (trainer/inference/evaluate.h).
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "data/token_dataset.h"
+#include "trainer/io/atomic_file.h"
+#include "trainer/cli/commands.h"
+#include "trainer/inference/evaluate.h"
+#include "trainer/inference/inference_setup.h"
+
+namespace rwkv::cli {
+
+namespace {
+
+struct EvalArgs {
+  std::string source, data, tokenizer, dump, device = "auto";
+  trainer::EvalOptions options{.ctx_len = 0};
+};
+
+// A plain text file tokenized in memory, as one document.
+class TextTokens final : public data::TokenDataset {
+ public:
+  TextTokens(const std::filesystem::path& path, const data::Tokenizer& tok) : path_(path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error(fmt::format("{}: cannot open", path.string()));
+    std::stringstream text;
+    text << in.rdbuf();
+    const auto ids = tok.encode(text.str());
+    tokens_.assign(ids.begin(), ids.end());
+  }
+  int64_t size() const override { return static_cast<int64_t>(tokens_.size()); }
+  int64_t num_documents() const override { return 1; }
+  int64_t document_offset(int64_t d) const override { return d == 0 ? 0 : size(); }
+  void read(int64_t pos, int64_t n, int64_t* out) const override {
+    if (pos < 0 || n < 0 || pos + n > size()) throw std::out_of_range(fmt::format("{}: read past the end", path_.string()));
+    std::copy_n(tokens_.begin() + pos, n, out);
+  }
+  std::string describe() const override { return fmt::format("{} (text, {} tokens)", path_.string(), size()); }
+
+ private:
+  std::filesystem::path path_;
+  std::vector<int64_t> tokens_;
+};
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand("eval", "Loss, perplexity and bits per byte of a model over a token or text file");
+  cmd->add_option("model", args->source, "checkpoint (step-N, checkpoints/ or run dir), .pth, .safetensors or HF folder")
+      ->required();
+  cmd->add_option("--data", args->data, "binidx prefix, .h5/.hdf5 token file, or .txt (tokenized with --tokenizer)")
+      ->required();
+  cmd->add_option("--ctx-len", args->options.ctx_len, "tokens per window (default: the checkpoint's ctx_len, else 1024)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", args->options.batch, "windows per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--max-tokens", args->options.max_tokens, "evaluate only the first N tokens (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--tokenizer", args->tokenizer, "byte or a tokenizer.json (default: the checkpoint's, else byte)");
+  cmd->add_option("--dump-logprobs", args->dump, "JSONL, one line per predicted token: pos, token, logprob");
+  cmd->add_option("--device", args->device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
+  cmd->callback([args] {
+    InferenceSetup setup = load_for_inference(args->source, args->tokenizer, args->device);
+    const std::filesystem::path path(args->data);
+    const std::unique_ptr<data::TokenDataset> data =
+        path.extension() == ".txt" ? std::make_unique<TextTokens>(path, *setup.tokenizer) : data::open_token_dataset(path);
+    trainer::EvalOptions options = args->options;
+    if (options.ctx_len == 0) options.ctx_len = setup.ctx_len > 0 ? setup.ctx_len : 1024;
+    const auto bytes = trainer::token_byte_lengths(*setup.tokenizer, setup.model->config().vocab_size);
+
+    trainer::EvalResult r;
+    const auto run = [&](std::ofstream* dump) {
+      r = trainer::evaluate(setup.model, *data, bytes, options, [&](int64_t pos, int64_t token, double logprob) {
+        if (dump) *dump << nlohmann::json{{"pos", pos}, {"token", token}, {"logprob", logprob}}.dump() << '\n';
+      });
+    };
+    if (args->dump.empty()) {
+      run(nullptr);
+    } else {
+      io::write_atomically(args->dump, [&](const std::filesystem::path& temp) {
+        std::ofstream out(temp);
+        if (!out) throw std::runtime_error(fmt::format("{}: cannot create", temp.string()));
+        run(&out);
+        out.close();
+        if (!out) throw std::runtime_error(fmt::format("{}: write failed", args->dump));
+      });
+    }
+    fmt::print("model: {}\ndata: {}\ntokenizer: {}, ctx_len {}\n", setup.description, data->describe(),
+               setup.tokenizer->name(), options.ctx_len);
+    fmt::print("positions {}  loss {:.6f} nats/token  perplexity {:.4f}  bits_per_byte {:.6f} ({} bytes)\n",
+               r.positions, r.loss(), r.perplexity(), r.bits_per_byte(), r.bytes);
+  });
+}
+
+}  // namespace rwkv::cli

@@ -1,0 +1,132 @@
+// `rwkv train CONFIG [--resume] [--set section.key=value]...`: validates the config, builds the
+// RWKV model and the data, runs trainer/train/train_loop.h, then prints a generated sample when
+// sample.length > 0. SIGINT/SIGTERM checkpoint the last complete step and exit cleanly (status 0);
+// a second signal kills at once. Started by torchrun, Slurm or mpirun (trainer/dist/dist_env.h), each
+// process is one rank on GPU local_rank (or the CPU), joined over NCCL (or Gloo).
+#include <c10/core/DeviceGuard.h>
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include "data/token_dataset.h"
+#include "data/tokenizer.h"
+#include "rwkv/block_recompute.h"
+#include "rwkv/init.h"
+#include "rwkv/model.h"
+#include "rwkv/yaml_section.h"
+#include "trainer/cli/commands.h"
+#include "trainer/dist/communicator.h"
+#include "trainer/train/dataset_source.h"
+#include "trainer/dist/dist_env.h"
+#include "trainer/inference/generate.h"
+#include "trainer/bench/flops_peak.h"
+#include "trainer/checkpoint/init_weights_file.h"
+#include "trainer/train/train_loop.h"
+
+namespace rwkv::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int sig) {
+  g_stop.store(true);
+  std::signal(sig, SIG_DFL);
+}
+
+// The closing sample: temperature sampling (greedy at 0) through RNN mode (trainer/inference/generate.h).
+std::string sample_text(RWKV& model, const data::Tokenizer& tok, const trainer::SampleConfig& s, uint64_t seed) {
+  std::vector<int32_t> ids = tok.encode(s.prompt);
+  if (ids.empty()) ids.push_back(tok.eod_id());
+  const auto gen = trainer::generate(model, std::vector<int64_t>(ids.begin(), ids.end()), s.length,
+                                     {.temperature = s.temperature, .seed = seed});
+  return s.prompt + tok.decode(std::vector<int32_t>(gen.tokens.begin(), gen.tokens.end()));
+}
+
+int train_main(const std::string& config_path, bool resume, const std::vector<std::string>& sets) {
+  std::vector<trainer::Override> overrides;
+  for (const auto& s : sets) overrides.push_back(trainer::parse_override(s));
+  if (resume) overrides.push_back({"checkpoint.resume", "auto"});
+  trainer::RunConfig cfg = trainer::load_run_config(config_path, overrides);
+  if (cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(cfg.train.threads));
+  const DistEnv dist = dist_env_from_process();
+  const bool root = dist.rank == 0;
+  const torch::Device device = trainer::resolve_device(cfg, dist.local_rank);
+  // The WKV kernels and NCCL work on the current device: this rank's GPU.
+  const c10::DeviceGuard device_guard(device);
+  std::unique_ptr<Communicator> comm;
+  if (dist.distributed())
+    comm = std::make_unique<Communicator>(
+        dist, device, std::chrono::milliseconds(static_cast<int64_t>(cfg.train.dist_timeout_s * 1000)));
+  if (root) {
+    fmt::print("effective config (hash {}):\n{}", cfg.hash(), cfg.to_yaml());
+    if (comm) fmt::print("ranks: {} ({}, {})\n", dist.world_size, dist.launcher, device.is_cuda() ? "NCCL" : "Gloo");
+  }
+
+  std::shared_ptr<const data::TokenDataset> dataset = data::open_token_dataset(cfg.data.path);
+  if (root) fmt::print("data: {} ({} tokens)\n", dataset->describe(), dataset->size());
+  const auto tokenizer = data::load_tokenizer(cfg.data.tokenizer);
+  if (tokenizer->vocab_size() > cfg.model.vocab_size)
+    throw ConfigError(fmt::format("{}: model.vocab_size {} is smaller than the tokenizer's {} ids", cfg.file,
+                                  cfg.model.vocab_size, tokenizer->vocab_size()));
+
+  RWKV model(cfg.model, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  init_weights(model, InitOptions{.seed = cfg.train.seed, .emb_scale = cfg.optimizer.lr_init});
+  if (root)
+    fmt::print("model: {} parameters, {:.3e} forward FLOPs/token\n", parameter_count(*model),
+               static_cast<double>(forward_flops_per_token(*model)));
+
+  trainer::TrainEnv env;
+  env.model = model.ptr();
+  env.forward = [model, recompute = cfg.train.activation_checkpointing](const torch::Tensor& tokens) mutable {
+    return recompute ? forward_recomputing_blocks(*model, tokens) : model->forward(tokens);
+  };
+  env.data = [dataset, &cfg](const trainer::Stage& stage) {
+    return trainer::make_dataset_source(dataset, cfg, stage);
+  };
+  env.forward_flops_per_token = static_cast<double>(forward_flops_per_token(*model));
+  env.load_weights = [&cfg](const std::string& path) {
+    return trainer::read_init_weights(path, cfg.model, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
+  };
+  env.comm = comm.get();
+  if (cfg.log.peak_auto && root) {
+    // The config (and its hash) keeps `auto`; the loop reads the number found here. Only rank 0
+    // logs MFU, so only it measures (ranks measuring at once would slow each other's GEMMs).
+    const trainer::Stage& first = cfg.stages.front();
+    const auto peak = trainer::auto_peak(cfg.model, first.micro_batch * first.ctx_len, device);
+    fmt::print("MFU peak (log.peak_tflops: auto): {:.4g} TFLOP/s, {}\n", peak.tflops, peak.source);
+    cfg.log.peak_tflops = peak.tflops;
+  }
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  trainer::TrainControls controls;
+  controls.stop = &g_stop;
+  const auto report = trainer::run_training(cfg, env, controls);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+
+  if (root && report.exit != trainer::TrainExit::stopped && cfg.sample.length > 0) {
+    fmt::print("--- sample (temperature {}) ---\n{}\n---\n", cfg.sample.temperature,
+               sample_text(model, *tokenizer, cfg.sample, cfg.train.seed));
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train (or resume) a run from a YAML config");
+  static std::string config;
+  static bool resume = false;
+  static std::vector<std::string> sets;
+  cmd->add_option("config", config, "run config YAML")->required();
+  cmd->add_flag("--resume", resume, "continue from the newest complete checkpoint (= --set checkpoint.resume=auto)");
+  cmd->add_option("--set", sets, "override a config field before validation: section.key=value")->allow_extra_args(false);
+  cmd->callback([] { train_main(config, resume, sets); });
+}
+
+}  // namespace rwkv::cli

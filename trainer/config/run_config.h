@@ -1,0 +1,148 @@
+#pragma once
+// The whole YAML run config of `rwkv train`, read and validated once into typed structs before
+// any work starts. Every problem is a ConfigError naming file:line, the field and the expected
+// form (rwkv/yaml_section.h); unknown keys are rejected.
+//
+// Sections: model (rwkv/model_config.h), data, train, optimizer, checkpoint, log, sample, and an
+// optional list `stages` for progressive context extension (paper §5.2, trainer/README.md "Context extension"). Without
+// `stages`, the run is one stage built from data.ctx_len and the train/optimizer sections; with
+// it, each stage inherits every field it does not set from those sections.
+//
+// Terms (trainer/README.md "Optimizer and schedule"): a step is one optimizer update of global_batch = micro_batch·grad_accum
+// samples of ctx_len+1 tokens; a mini-epoch is train.epoch_samples (40320) samples.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "rwkv/model_config.h"
+
+namespace YAML { class Node; }
+
+namespace rwkv::trainer {
+
+enum class SamplerKind { magic_prime, random };
+enum class Precision { auto_, fp32, bf16 };   // auto: bf16 on CUDA, fp32 on CPU
+enum class DeviceKind { auto_, cpu, cuda };   // auto: CUDA when torch sees one
+enum class ResumeMode { auto_, never };       // auto: continue from the newest complete checkpoint
+
+struct DataConfig {
+  std::string path;                 // token file from `rwkv prep`: binidx prefix or .h5 (picked by name)
+  std::string tokenizer = "byte";   // "byte" or a tokenizer.json: encodes sample.prompt, decodes output
+  SamplerKind sampler = SamplerKind::magic_prime;
+  int64_t ctx_len = 0;
+};
+
+struct TrainConfig {
+  std::string run_dir;              // metrics.jsonl, config.yaml, checkpoints/
+  int64_t micro_batch = 0;
+  int64_t grad_accum = 1;
+  int64_t epoch_samples = 40320;    // samples per mini-epoch
+  int64_t epoch_count = 0;          // mini-epochs to the end of the LR schedule (8043: one Pile epoch)
+  int64_t max_steps = 0;            // stop after this many steps in total (0: at the end of the last stage)
+  uint64_t seed = 0;                // init and random sampler
+  Precision precision = Precision::auto_;
+  DeviceKind device = DeviceKind::auto_;
+  int64_t nan_skip_limit = 10;      // this many non-finite steps in a row stop the run
+  int64_t threads = 0;              // CPU intra-op threads (0: LibTorch's default)
+  // Recompute each block's forward in backward, keeping only block inputs (rwkv/block_recompute.h):
+  // activation memory of about one block instead of L, for a third more compute. Same gradients.
+  bool activation_checkpointing = false;
+  // Several ranks (torchrun/Slurm/MPI): global batch = micro_batch·grad_accum whatever the world
+  // size W; each rank runs grad_accum/W micro-batches of micro_batch samples per step (W must
+  // divide grad_accum), so a run resumes on another W unchanged.
+  double dist_timeout_s = 600;      // a collective that takes longer (a rank died or hung) fails the run
+  int64_t zero_stage = 0;           // 0: replicated Adam; 1: Adam moments sharded; 2: gradients too (ZeRO)
+  double grad_bucket_mb = 25;       // size of the flat fp32 buckets gradients are reduced in
+  bool overlap_grad_reduce = true;  // zero_stage 0: reduce buckets during the last backward
+};
+
+// Learning-rate multipliers by parameter-name suffix (trainer/README.md "Optimizer and schedule": time_decay 2×, time_first 3×).
+using LrMult = std::map<std::string, double>;
+
+struct OptimizerConfig {
+  double lr_init = 0, lr_final = 0;
+  int64_t constant_epochs = 0;      // E_c: mini-epochs at lr_init before the exponential decay
+  int64_t warmup_steps = 0;
+  double beta1 = 0.9, beta2 = 0.99, eps = 1e-8;
+  double weight_decay = 0;          // decoupled, on 2-D weight matrices only
+  double grad_clip = 1.0;           // global L2 norm; 0 disables
+  LrMult lr_mult = {{"time_decay", 2.0}, {"time_first", 3.0}};
+  double l2wrap = 1e-4;             // PaLM auxiliary factor (trainer/README.md "Loss"); 0 disables
+};
+
+struct CheckpointConfig {
+  std::string dir;                  // default: <run_dir>/checkpoints
+  int64_t every_steps = 1000;
+  int64_t keep = 3;
+  ResumeMode resume = ResumeMode::auto_;
+  std::string init_from;            // a checkpoint directory or a .pth: weights to start from
+};
+
+struct LogConfig {
+  int64_t every_steps = 10;
+  double peak_tflops = 0;           // device peak for MFU (H100 bf16 dense: 989); 0: MFU not shown
+  bool peak_auto = false;           // `peak_tflops: auto`: found at startup (trainer/bench/flops_peak.h)
+};
+
+struct SampleConfig {               // text printed after training (the demo)
+  std::string prompt;
+  int64_t length = 0;               // tokens to generate; 0: none
+  double temperature = 1.0;         // 0: greedy
+};
+
+// One stage of the run, fully resolved (what the loop and the LR schedule consume).
+struct Stage {
+  int64_t ctx_len = 0;
+  int64_t micro_batch = 0, grad_accum = 1;
+  int64_t steps = 0;                // length of the stage in optimizer steps
+  double lr_init = 0, lr_final = 0;
+  int64_t warmup_steps = 0;
+  int64_t constant_steps = 0;       // E_c mini-epochs in steps
+  int64_t decay_steps = 0;          // step (in the stage) where the decay reaches lr_final
+  LrMult lr_mult;
+
+  int64_t global_batch() const { return micro_batch * grad_accum; }
+};
+
+struct RunConfig {
+  std::string file;                 // where it was read from (labels messages)
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  OptimizerConfig optimizer;
+  CheckpointConfig checkpoint;
+  LogConfig log;
+  SampleConfig sample;
+  std::vector<Stage> stages;        // at least one
+  bool explicit_stages = false;     // the YAML had a `stages:` list
+
+  int64_t total_steps() const;      // over all stages
+  int64_t steps_per_epoch(const Stage& s) const { return train.epoch_samples / s.global_batch(); }
+
+  // The effective config (every default filled in) as YAML, in a fixed order: saved in the run
+  // directory and in every checkpoint. Reading it back gives the same RunConfig.
+  std::string to_yaml() const;
+  // FNV-1a 64 of to_yaml(), as 16 hex digits.
+  std::string hash() const;
+};
+
+// One `--set section.key=value` (or `stages.1.ctx_len=4096`): the value is parsed as YAML.
+struct Override {
+  std::string path, value;
+};
+Override parse_override(const std::string& text);  // throws ConfigError on a malformed one
+
+// Reads `file`, applies the overrides to the YAML tree, validates. Throws ConfigError.
+RunConfig load_run_config(const std::string& file, const std::vector<Override>& overrides = {});
+// The same from YAML text already in memory (`file` labels messages).
+RunConfig parse_run_config(const std::string& yaml, const std::string& file,
+                           const std::vector<Override>& overrides = {});
+
+// Fields whose change keeps a resumed run exact (cadences, caps, paths, what is printed, and
+// stages appended after the existing ones). Returns the first other field whose value differs,
+// as "train.micro_batch: 8 -> 16", or "" when resuming `saved` under `current` is safe.
+std::string unsafe_resume_change(const RunConfig& saved, const RunConfig& current);
+
+}  // namespace rwkv::trainer

@@ -1,0 +1,74 @@
+#pragma once
+// Data-parallel gradient averaging (buckets of gradients all-reduced as they arrive):
+// gradients are packed into flat buckets of a configurable size, each bucket is all-reduced
+// with SUM and divided by the world size in fp32, and the result is unpacked. A few large
+// collectives instead of one per tensor keep latency out of the step; after averaging every
+// rank holds bit-identical gradients, so clipping and the NaN check agree on all ranks.
+//
+// Overlap (train.overlap_grad_reduce): on a step's last micro-batch a hook on each
+// parameter sees its gradient as autograd produces it (before it is added to .grad), writes
+// .grad + incoming into the bucket, and a bucket whose members have all arrived starts its
+// all-reduce while backward goes on. Buckets hold the parameters in reverse order, as backward
+// produces them (head first, embedding last), and start strictly in bucket order so every rank
+// issues the same collectives in the same sequence whatever order its hooks fire in. A parameter
+// that gets no gradient in the last micro-batch is packed after backward (.grad or zeros), so
+// every rank joins every bucket. The sums are those of average() (same elements, same
+// collective), so both paths give bit-identical gradients.
+#include <torch/torch.h>
+
+#include <mutex>
+#include <vector>
+
+#include "trainer/dist/communicator.h"
+
+namespace rwkv {
+
+class GradientSync {
+ public:
+  // `params` in a fixed order (identical on every rank); buckets hold about `bucket_bytes` of
+  // whole parameters. `overlap` registers the gradient hooks (only with more than one rank).
+  GradientSync(std::vector<torch::Tensor> params, Communicator& comm, int64_t bucket_bytes, bool overlap = false);
+  ~GradientSync();  // removes the hooks: the parameters outlive this object
+  GradientSync(const GradientSync&) = delete;
+  GradientSync& operator=(const GradientSync&) = delete;
+
+  // Just before the backward of a step's last micro-batch: with overlap, the hooks start packing
+  // and reducing buckets during that backward. Otherwise (and on other micro-batches, where the
+  // hooks are inactive) nothing happens.
+  void arm_for_backward();
+
+  // Replaces each parameter's .grad by its average over ranks (an undefined grad counts as
+  // zeros and becomes defined). After an armed backward it completes the started reductions;
+  // otherwise it packs and reduces everything now. With one rank nothing is copied.
+  void average();
+
+  size_t bucket_count() const { return buckets_.size(); }
+  // Buckets whose all-reduce the last armed backward started before it returned (for tests).
+  size_t started_during_backward() const { return started_in_backward_; }
+
+ private:
+  struct Bucket {
+    std::vector<size_t> members;  // indices into params_
+    int64_t numel = 0;
+    torch::Tensor flat;           // fp32 on the parameters' device
+    size_t missing = 0;           // members whose gradient has not arrived in the armed backward
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  void on_gradient(size_t param, const torch::Tensor& incoming);
+  void start_ready_buckets();  // in bucket order, while the next one is complete
+  torch::Tensor slot(size_t param);
+
+  std::vector<torch::Tensor> params_;
+  Communicator& comm_;
+  std::vector<Bucket> buckets_;
+  std::vector<size_t> bucket_of_;  // per parameter
+  std::vector<int64_t> offset_;    // per parameter, in its bucket
+  std::vector<char> arrived_;      // per parameter, in the armed backward
+  std::vector<unsigned> hooks_;    // per parameter, when overlapping
+  std::mutex mutex_;               // hooks may run on autograd's device thread
+  bool armed_ = false;
+  size_t next_start_ = 0;          // the first bucket not yet started
+  size_t started_in_backward_ = 0;
+};
+
+}  // namespace rwkv

@@ -1,0 +1,62 @@
+#pragma once
+// Per-GPU memory of a training run, estimated from the model's shape (`rwkv plan`):
+// model state under DDP, ZeRO-1 and ZeRO-2, and activations with and without per-block
+// activation checkpointing. The activation terms itemise what autograd keeps alive for the
+// backward of our forward (rwkv/time_mix.cpp, channel_mix.cpp, model.cpp); they are checked
+// against measured peaks of real CPU runs (tests/rwkv/test_block_recompute.cpp).
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rwkv/model_config.h"
+
+namespace rwkv {
+
+enum class Sharding { DDP, ZeRO1, ZeRO2 };
+std::string to_string(Sharding s);
+
+struct PlanRequest {
+  ModelConfig model;
+  int gpus = 1;
+  int64_t micro_batch = 1;  // sequences per GPU per micro-step
+  int64_t ctx_len = 1024;
+  int compute_bytes = 2;    // 2 = bf16 compute (CUDA), 4 = fp32 (CPU)
+};
+
+struct MemoryEstimate {
+  Sharding sharding = Sharding::DDP;
+  // Model state, bytes per GPU.
+  double weights = 0;     // compute-precision copy used by forward/backward
+  double grads = 0;       // fp32 gradient buffers (flat buckets / shards)
+  double master = 0;      // fp32 master weights (0 when compute is fp32: the weights are the master)
+  double adam = 0;        // fp32 first and second moments
+  // Activations of one micro-batch, bytes per GPU.
+  double activations = 0;       // everything kept for backward
+  double activations_ckpt = 0;  // with per-block checkpointing (block inputs + one block recomputed)
+  double block = 0;             // one block's share of `activations` (what a recompute rebuilds)
+  double block_backward = 0;    // transient of one block's backward: WKV's fp32 workspace, dx buffers
+  double head = 0;              // logits, log-softmax and their gradient (V per token, fp32)
+
+  double state() const { return weights + grads + master + adam; }
+  // Without checkpointing the head's buffers meet every activation at the start of backward. With
+  // it they do not meet the recomputed block: the head's gradient is gone before the last block is
+  // rebuilt, so the peak is the block inputs plus the larger of the head and a block being rebuilt
+  // and differentiated (checked against measured CPU runs, tests/rwkv/test_block_recompute.cpp).
+  double total(bool checkpointing) const {
+    if (!checkpointing) return state() + head + activations;
+    return state() + activations_ckpt - block + std::max(head, block + block_backward);
+  }
+};
+
+// Elements kept for backward per token by one block (26·D for A = D, F = 4·D).
+int64_t block_activation_elems_per_token(const ModelConfig& m);
+
+MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding);
+
+// The table `rwkv plan` prints: one row per (sharding, checkpointing), fits or not in
+// `gpu_mem_bytes` (leaving `reserve` for the allocator and CUDA context), and a recommendation:
+// the least sharding that fits, preferring no checkpointing (it costs a third more compute).
+std::string format_plan(const PlanRequest& req, double gpu_mem_bytes, double reserve_bytes);
+
+}  // namespace rwkv

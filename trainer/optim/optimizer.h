@@ -1,0 +1,68 @@
+#pragma once
+// Adam with per-parameter learning-rate multipliers and optional decoupled weight decay on
+// weight matrices (trainer/README.md "Optimizer and schedule": betas (0.9, 0.99), eps 1e-8, time_decay 2×, time_first 3×), and
+// global-norm gradient clipping.
+//
+// Our own Adam rather than torch::optim::Adam/AdamW: its state is a plain map from the model's
+// parameter name to fp32 moments, which is what a checkpoint stores and reloads by name
+// (torch::optim keys state by TensorImpl pointer and parameter order), the multipliers can change
+// between stages without rebuilding groups, and one step count serves every parameter because a
+// skipped step (non-finite gradient) skips them all. The update is torch's Adam formula (on CPU
+// one fused pass per tensor, the same fp32 arithmetic up to rounding; elsewhere ATen ops):
+//   m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  p ← p·(1 − lr·wd) − lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps)
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "trainer/config/run_config.h"
+
+namespace rwkv::trainer {
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// The multiplier of parameter `name` under `mult`: a key matches the name's last component
+// ("time_decay" matches "blocks.3.att.time_decay"); a key ending in '*' matches a prefix of it
+// ("time_*" matches every time_ parameter). Several matching keys multiply.
+double lr_multiplier(const std::string& name, const LrMult& mult);
+
+class Adam {
+ public:
+  // `params`: the model's named parameters (fp32 masters); moments are created as zeros.
+  Adam(NamedTensors params, const OptimizerConfig& config);
+
+  // One update from the parameters' .grad() at base learning rate `lr`, multipliers `mult`.
+  void step(double lr, const LrMult& mult);
+  int64_t steps() const { return steps_; }
+
+  // State for checkpoints: "exp_avg.<name>" and "exp_avg_sq.<name>" plus the step count.
+  NamedTensors state() const;
+  // Restores what state() returned; throws std::runtime_error naming a missing or misshapen entry.
+  void load_state(const std::map<std::string, torch::Tensor>& state, int64_t steps);
+
+ private:
+  struct Slot {
+    std::string name;
+    torch::Tensor param, exp_avg, exp_avg_sq;
+    bool decay;  // 2-D weight matrix: gets weight decay
+  };
+  std::vector<Slot> slots_;
+  OptimizerConfig config_;
+  int64_t steps_ = 0;
+};
+
+// The update of one tensor (or a contiguous piece of one: ZeRO shards) at step `t`, learning
+// rate `plr` (multiplier applied), with weight decay when `decay`; all four tensors alike.
+void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
+                 double plr, bool decay, int64_t t, const OptimizerConfig& config);
+
+// The global L2 norm of all gradients (in double; +inf/NaN when any gradient is non-finite).
+double global_grad_norm(const NamedTensors& params);
+// max_norm/(norm + 1e-6) when norm > max_norm, else 1 (torch's clip_grad_norm_; 0 disables).
+double clip_coefficient(double norm, double max_norm);
+// Scales all gradients by clip_coefficient(norm, max_norm).
+void clip_gradients(const NamedTensors& params, double norm, double max_norm);
+
+}  // namespace rwkv::trainer

@@ -1,0 +1,43 @@
+#pragma once
+// The metrics of a run: one printed line and one metrics.jsonl record per logged step, with the
+// same fields. MFU counts 6(13LD² + VD) FLOPs per trained token (rwkv/README.md "Shapes"; trainer/README.md "Throughput").
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+
+namespace rwkv::trainer {
+
+struct MetricsRow {
+  int64_t step = 0;            // steps done (after this one)
+  int64_t stage = 0;
+  double mini_epoch = 0;       // of the current stage, fractional
+  double loss = 0;             // mean over the logged interval's applied steps
+  double lr = 0;
+  double grad_norm = 0;        // before clipping, of the last step
+  double tokens_per_s = 0;
+  std::optional<double> mfu;   // fraction of the peak; none when no peak is known
+  double memory_gib = 0;       // resident memory of the process (CPU), or CUDA peak allocated
+  double eta_s = 0;            // to the end of the run (max_steps or last stage)
+  int64_t skipped = 0;         // non-finite steps skipped so far
+};
+
+std::string format_metrics_line(const MetricsRow& row);
+std::string metrics_json(const MetricsRow& row);
+
+// Appends records to <run_dir>/metrics.jsonl. Opening for a resumed run drops the records of
+// steps after `resume_step` (they were logged by the interrupted run and are about to be redone).
+class MetricsLog {
+ public:
+  MetricsLog(const std::filesystem::path& file, int64_t resume_step);
+  void append(const MetricsRow& row);
+
+ private:
+  std::ofstream out_;
+};
+
+// Resident set size of this process in GiB (Linux /proc/self/statm).
+double resident_memory_gib();
+
+}  // namespace rwkv::trainer
