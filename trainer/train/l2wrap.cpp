@@ -1,4 +1,4 @@
-#include "trainer/l2wrap.h"
+#include "trainer/train/l2wrap.h"
 
 namespace rwkv::trainer {
 namespace {
