@@ -1,9 +1,7 @@
 #include "tests/support/test_trainer_fixtures.h"
 
-#include "rwkv/block_recompute.h"
-#include "rwkv/init.h"
-#include "rwkv/model.h"
 #include "trainer/checkpoint/init_weights_file.h"
+#include "trainer/train/trained_model.h"
 
 namespace rwkv::test::trainer {
 namespace {
@@ -35,17 +33,14 @@ TrainEnv make_env(const RunConfig& config, int64_t branches) {
 }
 
 TrainEnv make_rwkv_env(const RunConfig& config, int64_t branches) {
-  RWKV model(config.model, torch::TensorOptions().dtype(torch::kFloat32));
-  init_weights(model, InitOptions{.seed = config.train.seed, .emb_scale = config.optimizer.lr_init});
+  const TrainedModel model = build_trained_model(config, torch::kCPU);
   TrainEnv env;
-  env.model = model.ptr();
-  env.forward = [model, recompute = config.train.activation_checkpointing](const torch::Tensor& tokens) mutable {
-    return recompute ? forward_recomputing_blocks(*model, tokens) : model->forward(tokens);
-  };
+  env.model = model.model.ptr();
+  env.forward = model.forward;
   env.data = [V = config.model.vocab_size, branches](const Stage& s) {
     return std::make_unique<MarkovSource>(V, branches, s.ctx_len);
   };
-  env.forward_flops_per_token = static_cast<double>(forward_flops_per_token(*model));
+  env.forward_flops_per_token = model.forward_flops_per_token;
   env.load_weights = [m = config.model](const std::string& path) { return read_init_weights(path, m); };
   return env;
 }

@@ -3,12 +3,13 @@
 // after untimed warm-up runs, printed with its min and max, as a table and, with --json, as one
 // JSON object that scripts/bench_peers.sh combines with its peers' figures.
 //   wkv       the WKV op, forward and forward+backward, against a per-timestep ATen loop
-//   train     a full training step of a config against the rate of its own GEMMs alone
+//   train     the training step of a config against the rate of its own GEMMs alone
 //   generate  RNN-mode generation at given context lengths: tokens/s and memory
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,11 +36,15 @@ struct WkvOptions {
 };
 void bench_wkv(const WkvOptions& o);
 
+// The config's training step as `rwkv train` takes it (trainer/train/train_step.h), on random
+// tokens (trainer/bench/bench_train.h).
 struct TrainOptions {
-  std::string config;  // a YAML file with a `model:` section
-  int64_t micro_batch = 8, ctx = 512;
+  std::string config;               // a run config, or a YAML with only a `model:` section
+  // Unset: the config's first stage (8 and 512 for a model-only YAML).
+  std::optional<int64_t> micro_batch, ctx;
   int steps = 5, warmup = 1;
-  std::string device = "cpu", json;
+  std::string device = "auto", json;  // auto: CUDA when torch sees one, else the CPU
+  std::vector<std::string> sets;    // `--set section.key=value`, as `rwkv train` takes them
 };
 void bench_train(const TrainOptions& o);
 

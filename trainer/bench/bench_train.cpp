@@ -1,114 +1,173 @@
-// `rwkv bench train CONFIG`: the training step of trainer/train/train_loop.cpp (forward, cross-entropy
-// + L2Wrap, backward, global-norm clipping, Adam) on random tokens, against two references
-// measured in the same run at the same shapes:
-//   - the model's GEMMs alone (trainer/bench/flops_peak.h): MFU here is achieved / that rate, i.e. how
-//     close the step gets to its own matrix products (the CPU target is 70%);
-//   - the WKV op alone, forward+backward at (B, T, A), once per layer: its share of the step.
-// On CUDA the step runs under bf16 autocast as training does, and MFU against the device's table
-// peak is printed too when the device is known.
+// `rwkv bench train CONFIG`: the training step of trainer/train/train_step.h, exactly as
+// `rwkv train` takes it for the config (trainer/bench/bench_train.h), on random tokens, against two
+// references measured in the same run at the same shapes:
+//   - the model's GEMMs alone (trainer/bench/flops_peak.h): MFU here is achieved / that rate, i.e.
+//     how close the step gets to its own matrix products (the CPU target is 70%);
+//   - the WKV op alone, forward+backward at (B, T, A), once per layer and micro-batch: its share
+//     of the step (activation checkpointing adds one more WKV forward, not counted).
+// FLOPs are the model's 6(13LD² + VD) per token (rwkv/README.md "Shapes"), recomputation not
+// counted. On CUDA, MFU against the device's table peak is printed too when the device is known.
+#include "trainer/bench/bench_train.h"
+
+#include <c10/core/DeviceGuard.h>
 #include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <sstream>
 
 #include "kernels/cuda_runtime_info.h"
-#include "rwkv/init.h"
-#include "rwkv/model.h"
-#include "rwkv/model_config.h"
 #include "rwkv/wkv.h"
-#include "trainer/train/autocast_scope.h"
-#include "trainer/bench/bench.h"
+#include "rwkv/yaml_section.h"
 #include "trainer/bench/flops_peak.h"
-#include "trainer/train/l2wrap.h"
-#include "trainer/optim/optimizer.h"
+#include "trainer/train/train_loop.h"
 
 namespace rwkv::bench {
+namespace {
 
-void bench_train(const TrainOptions& o) {
-  if (o.micro_batch < 1 || o.ctx < 1 || o.steps < 1 || o.warmup < 0)
-    throw std::invalid_argument("bench train: --micro-batch, --ctx and --steps must be positive, --warmup non-negative");
-  check_json_path(o.json);
-  const ModelConfig config = model_config_from_file(o.config);
-  const torch::Device dev(o.device);
-  if (dev.is_cuda() && !torch::cuda::is_available())
-    throw std::invalid_argument("bench train: --device " + o.device + " but torch sees no CUDA device");
-  const bool cuda = dev.is_cuda();
-  torch::manual_seed(0);
+using trainer::StepPhase;
 
-  RWKV model(config, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
-  init_weights(model, InitOptions{.seed = 0, .emb_scale = 1e-4});
-  trainer::NamedTensors params;
-  for (const auto& kv : model->named_parameters()) params.emplace_back(kv.key(), kv.value());
-  trainer::OptimizerConfig opt_config;  // the recipe's defaults (trainer/README.md "Optimizer and schedule")
-  trainer::Adam adam(params, opt_config);
-  const int64_t V = config.vocab_size, tokens = o.micro_batch * o.ctx;
-  const torch::Tensor batch =
-      torch::randint(V, {o.micro_batch, o.ctx + 1}, torch::TensorOptions().dtype(torch::kLong).device(dev));
-  const torch::Tensor inputs = batch.narrow(1, 0, o.ctx), targets = batch.narrow(1, 1, o.ctx);
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open the config file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
-  // Phase times of every call (forward with the loss, backward, clipping + Adam), in ms.
-  std::vector<double> phase_ms[3];
-  const auto step = [&] {
-    using Clock = std::chrono::steady_clock;
-    auto mark = [&, last = Clock::now()](int phase) mutable {
-      if (cuda) torch::cuda::synchronize();
-      const auto now = Clock::now();
-      phase_ms[phase].push_back(std::chrono::duration<double, std::milli>(now - last).count());
-      last = now;
-    };
-    for (auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
-    torch::Tensor total;
-    {
-      trainer::AutocastScope autocast(cuda);
-      const torch::Tensor logits = model->forward(inputs);
-      const torch::Tensor loss =
-          torch::nn::functional::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}));
-      total = trainer::l2wrap(loss, logits, opt_config.l2wrap);
-    }
-    mark(0);
-    total.backward();
-    mark(1);
-    const double norm = trainer::global_grad_norm(params);
-    trainer::clip_gradients(params, norm, opt_config.grad_clip);
-    adam.step(1e-5, opt_config.lr_mult);
-    mark(2);
-  };
-  fmt::print("training step, {} (L={} D={} V={}), micro-batch {} x ctx {} = {} tokens, {} on {}, {} threads\n",
-             o.config, config.n_layer, config.n_embd, V, o.micro_batch, o.ctx, tokens, cuda ? "bf16 autocast" : "fp32",
-             dev.str(), at::get_num_threads());
-  const Timing t = time_runs(o.steps, o.warmup, dev, step);
-  for (auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
-  // Median of each phase over the timed calls (the warm-up ones come first).
-  double phase_median[3];
-  for (int i = 0; i < 3; ++i) {
-    std::vector<double> timed(phase_ms[i].end() - o.steps, phase_ms[i].end());
-    std::sort(timed.begin(), timed.end());
-    phase_median[i] = timed[timed.size() / 2];
+// A YAML whose only section is `model:`.
+bool model_only(const std::string& yaml) {
+  try {
+    const YAML::Node root = YAML::Load(yaml);
+    if (!root.IsMap()) return false;
+    for (const auto& kv : root)
+      if (kv.first.Scalar() != "model") return false;
+    return true;
+  } catch (const YAML::Exception&) {
+    return false;  // parse_run_config reports it with file:line
+  }
+}
+
+// Per-step phase times in ms: forward + loss and backward, each summed over the micro-batches,
+// then the update (gradient sync, guard, clip, Adam). With `sync` (CUDA) each boundary waits for
+// the device, which the step itself never does: such steps are not the timed ones.
+class PhaseClock {
+ public:
+  explicit PhaseClock(bool sync) : sync_(sync) {}
+  trainer::StepHooks hooks() {
+    return {.phase = [this](StepPhase p) { mark(p); }};
+  }
+  void begin() {
+    std::fill(std::begin(step_), std::end(step_), 0.0);
+    last_ = Clock::now();
+  }
+  void end() {
+    for (int i = 0; i < 3; ++i) all_[i].push_back(step_[i]);
+  }
+  // The median of phase `i` over the last `n` steps.
+  double median(int i, int n) const {
+    std::vector<double> v(all_[i].end() - n, all_[i].end());
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
   }
 
-  // The WKV op alone at the step's shapes, once per layer.
+ private:
+  using Clock = std::chrono::steady_clock;
+  void mark(StepPhase p) {
+    if (sync_) torch::cuda::synchronize();
+    const auto now = Clock::now();
+    step_[static_cast<int>(p)] += std::chrono::duration<double, std::milli>(now - last_).count();
+    last_ = now;
+  }
+  bool sync_;
+  Clock::time_point last_;
+  double step_[3] = {};
+  std::vector<double> all_[3];
+};
+
+struct StepFigures {
+  Timing step;
+  double phase_ms[3] = {};     // medians: forward + loss, backward, update
+  std::vector<double> losses;  // of every step, warm-up included
+};
+
+StepFigures time_steps(TrainBench& bench, const TrainOptions& o, const torch::Device& dev, int64_t vocab) {
+  const trainer::Stage& st = bench.stage();
+  // One batch of random tokens per micro-batch, on the host: the step moves it to the device, as
+  // it moves the samples that training reads.
+  torch::manual_seed(0);
+  std::vector<torch::Tensor> batches;
+  for (int64_t m = 0; m < bench.micro_batches(); ++m)
+    batches.push_back(torch::randint(vocab, {st.micro_batch, st.ctx_len + 1}, torch::kLong));
+  const trainer::TrainStep::Batch batch = [&](int64_t micro) { return batches[static_cast<size_t>(micro)]; };
+  PhaseClock clock(dev.is_cuda());
+  const trainer::StepHooks phase_hooks = clock.hooks();
+  StepFigures f;
+  const auto run = [&](bool phases) {
+    if (phases) clock.begin();
+    f.losses.push_back(bench.step(batch, phases ? phase_hooks : trainer::StepHooks{}).loss);
+    if (phases) clock.end();
+  };
+  // On the CPU nothing runs asynchronously, so the timed steps give the phases themselves.
+  const bool separate = dev.is_cuda();
+  f.step = time_runs(o.steps, o.warmup, dev, [&] { run(!separate); });
+  if (separate) time_runs(o.steps, 0, dev, [&] { run(true); });
+  for (int i = 0; i < 3; ++i) f.phase_ms[i] = clock.median(i, o.steps);
+  return f;
+}
+
+// The WKV op alone at one micro-batch's shapes, forward + backward.
+Timing time_wkv(const ModelConfig& config, const trainer::Stage& st, torch::ScalarType io, const torch::Device& dev,
+                const TrainOptions& o) {
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
-  const auto io = cuda ? torch::kBFloat16 : torch::kFloat32;
   const int64_t A = config.att();
   const torch::Tensor td = torch::linspace(-5, 3, A, f32).requires_grad_(true);
   const torch::Tensor tf = torch::full({A}, -1.2, f32).requires_grad_(true);
-  const torch::Tensor k = torch::randn({o.micro_batch, o.ctx, A}, f32).to(io).requires_grad_(true);
-  const torch::Tensor v = torch::randn({o.micro_batch, o.ctx, A}, f32).to(io).requires_grad_(true);
-  const torch::Tensor gy = torch::randn({o.micro_batch, o.ctx, A}, f32).to(io);
-  const Timing wkv_t = time_runs(o.steps, o.warmup, dev, [&] {
+  const torch::Tensor k = torch::randn({st.micro_batch, st.ctx_len, A}, f32).to(io).requires_grad_(true);
+  const torch::Tensor v = torch::randn({st.micro_batch, st.ctx_len, A}, f32).to(io).requires_grad_(true);
+  const torch::Tensor gy = torch::randn({st.micro_batch, st.ctx_len, A}, f32).to(io);
+  return time_runs(o.steps, o.warmup, dev, [&] {
     for (const auto& p : {td, tf, k, v}) p.mutable_grad() = torch::Tensor();
     rwkv::wkv(td, tf, k, v).y.backward(gy);
   });
+}
 
-  // The GEMMs alone at the step's shapes, in the step's dtype.
-  const trainer::GemmRate gemm =
-      trainer::measure_gemm_rate(config, tokens, torch::TensorOptions().dtype(io).device(dev), o.steps, o.warmup);
+std::string describe_run(const trainer::RunConfig& cfg, const TrainBench& bench, const torch::Device& dev, bool bf16) {
+  const trainer::Stage& st = bench.stage();
+  return fmt::format(
+      "training step (TrainStep), {} (L={} D={} V={}): {} micro-batch(es) of {} x ctx {} = {} tokens, {} on {}, "
+      "activation checkpointing {}, ZeRO stage {}, Adam lr {:.3g} (x{:.3g} warmup) clip {}, {} threads",
+      cfg.file, cfg.model.n_layer, cfg.model.n_embd, cfg.model.vocab_size, bench.micro_batches(), st.micro_batch,
+      st.ctx_len, bench.micro_batches() * st.micro_batch * st.ctx_len, bf16 ? "bf16 autocast" : "fp32", dev.str(),
+      cfg.train.activation_checkpointing ? "on" : "off", cfg.train.zero_stage, st.lr_init,
+      st.warmup_steps > 0 ? 0.2 : 1.0, cfg.optimizer.grad_clip, at::get_num_threads());
+}
 
-  const double flops_per_token = 3.0 * static_cast<double>(forward_flops_per_token(*model));
-  const auto tflops = [&](double ms) { return flops_per_token * static_cast<double>(tokens) / (ms * 1e-3) / 1e12; };
-  const double tok_s = static_cast<double>(tokens) / (t.median_ms * 1e-3);
-  const double achieved = tflops(t.median_ms);
-  const double wkv_share = static_cast<double>(config.n_layer) * wkv_t.median_ms / t.median_ms;
+nlohmann::json run_json(const trainer::RunConfig& cfg, const TrainBench& bench, const torch::Device& dev, bool bf16) {
+  const trainer::Stage& st = bench.stage();
+  return {{"bench", "train"},
+          {"config", cfg.file},
+          {"n_layer", cfg.model.n_layer}, {"n_embd", cfg.model.n_embd}, {"vocab_size", cfg.model.vocab_size},
+          {"micro_batch", st.micro_batch}, {"ctx", st.ctx_len}, {"grad_accum", bench.micro_batches()},
+          {"tokens", bench.micro_batches() * st.micro_batch * st.ctx_len},
+          {"activation_checkpointing", cfg.train.activation_checkpointing}, {"zero_stage", cfg.train.zero_stage},
+          {"device", dev.str()}, {"dtype", bf16 ? "bf16-autocast" : "fp32"},
+          {"threads", at::get_num_threads()}};
+}
+
+// The figures: printed as a table and, with --json, written with the run's description.
+void report(const trainer::RunConfig& cfg, const TrainBench& bench, const torch::Device& dev, bool bf16,
+            const StepFigures& f, const Timing& wkv, const trainer::GemmRate& gemm, const std::string& json) {
+  const trainer::Stage& st = bench.stage();
+  const auto tokens = static_cast<double>(bench.micro_batches() * st.micro_batch * st.ctx_len);
+  const double flops_per_token = 3.0 * bench.forward_flops_per_token();
+  const auto tflops = [&](double ms) { return flops_per_token * tokens / (ms * 1e-3) / 1e12; };
+  const Timing& t = f.step;
+  const double tok_s = tokens / (t.median_ms * 1e-3), achieved = tflops(t.median_ms);
+  const double wkv_calls = static_cast<double>(cfg.model.n_layer * bench.micro_batches());
+  const double wkv_share = wkv_calls * wkv.median_ms / t.median_ms;
 
   fmt::print("  {:<32} {:>11} {:>11} {:>11}\n", "", "median", "min", "max");
   fmt::print("  {:<32} {:11.1f} {:11.1f} {:11.1f}\n", "step (ms)", t.median_ms, t.min_ms, t.max_ms);
@@ -118,30 +177,26 @@ void bench_train(const TrainOptions& o) {
              tflops(t.min_ms));
   fmt::print("  {:<32} {:11.4g} {:11.4g} {:11.4g}\n", "GEMMs alone TFLOP/s", gemm.median_tflops, gemm.min_tflops,
              gemm.max_tflops);
-  fmt::print("  {:<32} {:11.2f} {:11.2f} {:11.2f}\n", "WKV op fwd+bwd x L (ms)", config.n_layer * wkv_t.median_ms,
-             config.n_layer * wkv_t.min_ms, config.n_layer * wkv_t.max_ms);
-  fmt::print("  phases (median ms): forward + loss {:.1f}, backward {:.1f}, clip + Adam {:.1f}\n", phase_median[0],
-             phase_median[1], phase_median[2]);
+  fmt::print("  {:<32} {:11.2f} {:11.2f} {:11.2f}\n", "WKV op fwd+bwd x L x micro (ms)", wkv_calls * wkv.median_ms,
+             wkv_calls * wkv.min_ms, wkv_calls * wkv.max_ms);
+  fmt::print("  phases (median ms{}): forward + loss {:.1f}, backward {:.1f}, sync + guard + clip + Adam {:.1f}\n",
+             dev.is_cuda() ? ", from extra steps that synchronize at each phase" : "", f.phase_ms[0], f.phase_ms[1],
+             f.phase_ms[2]);
   fmt::print("  GEMM time at the GEMMs-alone rate: {:.1f} ms of the step's {:.1f} ms\n",
-             flops_per_token * static_cast<double>(tokens) / (gemm.median_tflops * 1e12) * 1e3, t.median_ms);
+             flops_per_token * tokens / (gemm.median_tflops * 1e12) * 1e3, t.median_ms);
   fmt::print("  MFU vs the GEMMs alone: {:.1f}%   WKV share of the step: {:.1f}%\n", 100 * achieved / gemm.median_tflops,
              100 * wkv_share);
-  nlohmann::json j = {{"bench", "train"},
-                      {"config", o.config},
-                      {"n_layer", config.n_layer}, {"n_embd", config.n_embd}, {"vocab_size", V},
-                      {"micro_batch", o.micro_batch}, {"ctx", o.ctx}, {"tokens", tokens},
-                      {"device", dev.str()}, {"dtype", cuda ? "bf16-autocast" : "fp32"},
-                      {"threads", at::get_num_threads()},
-                      {"step", to_json(t)},
-                      {"tokens_per_s", tok_s},
-                      {"achieved_tflops", achieved},
-                      {"gemm_tflops", {{"median", gemm.median_tflops}, {"min", gemm.min_tflops}, {"max", gemm.max_tflops}}},
-                      {"mfu_vs_gemm", achieved / gemm.median_tflops},
-                      {"wkv_fwd_bwd_per_layer", to_json(wkv_t)},
-                      {"wkv_share", wkv_share},
-                      {"phases_median_ms", {{"forward_loss", phase_median[0]}, {"backward", phase_median[1]},
-                                            {"clip_adam", phase_median[2]}}}};
-  if (cuda) {
+  nlohmann::json j = run_json(cfg, bench, dev, bf16);
+  j.update({{"step", to_json(t)},
+            {"tokens_per_s", tok_s},
+            {"achieved_tflops", achieved},
+            {"gemm_tflops", {{"median", gemm.median_tflops}, {"min", gemm.min_tflops}, {"max", gemm.max_tflops}}},
+            {"mfu_vs_gemm", achieved / gemm.median_tflops},
+            {"wkv_fwd_bwd_per_layer", to_json(wkv)},
+            {"wkv_share", wkv_share},
+            {"phases_median_ms", {{"forward_loss", f.phase_ms[0]}, {"backward", f.phase_ms[1]}, {"update", f.phase_ms[2]}}},
+            {"losses", f.losses}});
+  if (dev.is_cuda()) {
     const std::string name = kernels::cuda_device_name(dev.has_index() ? dev.index() : 0);
     if (const auto peak = trainer::known_bf16_peak_tflops(name)) {
       fmt::print("  MFU vs the {} dense bf16 peak ({} TFLOP/s): {:.1f}%\n", name, *peak, 100 * achieved / *peak);
@@ -149,7 +204,75 @@ void bench_train(const TrainOptions& o) {
       j["mfu_vs_table"] = achieved / *peak;
     }
   }
-  write_json(o.json, j);
+  write_json(json, j);
+}
+
+}  // namespace
+
+torch::Device bench_device(const std::string& device) {
+  if (device == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  std::optional<torch::Device> dev;
+  try {
+    dev.emplace(device);
+  } catch (const c10::Error&) {
+    throw std::invalid_argument("bench train: --device " + device + ": expected auto, cpu, cuda or cuda:N");
+  }
+  if (dev->is_cuda() && !torch::cuda::is_available())
+    throw std::invalid_argument("bench train: --device " + device + " but torch sees no CUDA device");
+  if (!dev->is_cuda() && !dev->is_cpu())
+    throw std::invalid_argument("bench train: --device " + device + ": expected auto, cpu, cuda or cuda:N");
+  return *dev;
+}
+
+trainer::RunConfig bench_train_config(const TrainOptions& o) {
+  const std::string yaml = read_text(o.config);
+  std::vector<trainer::Override> overrides;
+  if (model_only(yaml))
+    overrides = {{"data.path", "random-tokens"}, {"data.ctx_len", "512"},   {"train.run_dir", "unused"},
+                 {"train.micro_batch", "8"},     {"train.epoch_count", "1"}, {"optimizer.lr_init", "6.0e-4"}};
+  const torch::Device dev = bench_device(o.device);
+  overrides.push_back({"train.device", dev.is_cuda() ? "cuda" : "cpu"});
+  if (!dev.is_cuda()) overrides.push_back({"train.precision", "auto"});
+  for (const auto& s : o.sets) overrides.push_back(trainer::parse_override(s));
+  trainer::RunConfig cfg = trainer::parse_run_config(yaml, o.config, overrides);
+  trainer::Stage& first = cfg.stages.front();
+  if (o.micro_batch) first.micro_batch = *o.micro_batch;
+  if (o.ctx) first.ctx_len = *o.ctx;
+  return cfg;
+}
+
+TrainBench::TrainBench(const trainer::RunConfig& config, const torch::Device& device)
+    : alone_(DistEnv{}, torch::kCPU, std::chrono::seconds(1)),
+      model_(trainer::build_trained_model(config, device)),
+      stage_(config.stages.front()),
+      micro_batches_(trainer::micro_batches_per_rank(config, 0, 1)),
+      step_(config, trainer::named_parameters(*model_.model), model_.forward, alone_, device) {}
+
+trainer::StepResult TrainBench::step(const trainer::TrainStep::Batch& batch, const trainer::StepHooks& hooks) {
+  const trainer::StepResult r = step_.train_step(stage_, stage_step_, micro_batches_, batch, hooks);
+  if (!r.stopped) ++stage_step_;
+  return r;
+}
+
+void bench_train(const TrainOptions& o) {
+  if ((o.micro_batch && *o.micro_batch < 1) || (o.ctx && *o.ctx < 1) || o.steps < 1 || o.warmup < 0)
+    throw std::invalid_argument("bench train: --micro-batch, --ctx and --steps must be positive, --warmup non-negative");
+  check_json_path(o.json);
+  const trainer::RunConfig cfg = bench_train_config(o);
+  const torch::Device requested = bench_device(o.device);
+  const torch::Device dev = trainer::resolve_device(cfg, requested.has_index() ? requested.index() : 0);
+  const c10::DeviceGuard device_guard(dev);
+  TrainBench bench(cfg, dev);
+  const bool bf16 = bench.bf16_autocast();
+  fmt::print("{}\n", describe_run(cfg, bench, dev, bf16));
+
+  const StepFigures f = time_steps(bench, o, dev, cfg.model.vocab_size);
+  const trainer::Stage& st = bench.stage();
+  const auto io = bf16 ? torch::kBFloat16 : torch::kFloat32;
+  const Timing wkv_t = time_wkv(cfg.model, st, io, dev, o);
+  const trainer::GemmRate gemm = trainer::measure_gemm_rate(
+      cfg.model, st.micro_batch * st.ctx_len, torch::TensorOptions().dtype(io).device(dev), o.steps, o.warmup);
+  report(cfg, bench, dev, bf16, f, wkv_t, gemm, o.json);
 }
 
 }  // namespace rwkv::bench

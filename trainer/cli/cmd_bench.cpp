@@ -1,5 +1,5 @@
 // `rwkv bench wkv|train|generate`: registration of the options; the benchmarks themselves are in
-// trainer/bench_*.cpp (trainer/bench/bench.h).
+// trainer/bench/bench_*.cpp (trainer/bench/bench.h).
 #include "trainer/bench/bench.h"
 #include "trainer/cli/commands.h"
 
@@ -23,13 +23,17 @@ void add_bench_command(CLI::App& app) {
   wkv->callback([] { bench::bench_wkv(w); });
 
   static bench::TrainOptions t;
-  auto* train = bench->add_subcommand("train", "Training step tokens/s, FLOP/s and MFU vs the model's GEMMs alone");
-  train->add_option("config", t.config, "YAML with a model: section (a run or size config)")->required();
-  train->add_option("--micro-batch", t.micro_batch, "sequences per step")->capture_default_str();
-  train->add_option("--ctx", t.ctx, "tokens per sequence")->capture_default_str();
+  auto* train = bench->add_subcommand(
+      "train", "The config's training step (as `rwkv train` takes it): tokens/s, FLOP/s, MFU vs its GEMMs alone");
+  train->add_option("config", t.config, "run config YAML, or one with only a model: section")->required();
+  train->add_option_function<int64_t>(
+      "--micro-batch", [](const int64_t& v) { t.micro_batch = v; }, "sequences per micro-batch (default: the config's)");
+  train->add_option_function<int64_t>(
+      "--ctx", [](const int64_t& v) { t.ctx = v; }, "tokens per sequence (default: the config's first stage)");
   train->add_option("--steps", t.steps, "timed steps")->capture_default_str();
   train->add_option("--warmup", t.warmup, "untimed steps first")->capture_default_str();
-  train->add_option("--device", t.device, "cpu or cuda[:N]")->capture_default_str();
+  train->add_option("--device", t.device, "auto, cpu or cuda[:N] (the CPU step is fp32)")->capture_default_str();
+  train->add_option("--set", t.sets, "override a config field: section.key=value")->allow_extra_args(false);
   train->add_option("--json", t.json, "also write the figures to this JSON file");
   train->callback([] { bench::bench_train(t); });
 

@@ -1,5 +1,5 @@
 // `rwkv train CONFIG [--resume] [--set section.key=value]...`: validates the config, builds the
-// RWKV model and the data, runs trainer/train/train_loop.h, then prints a generated sample when
+// RWKV model (trainer/train/trained_model.h) and the data, runs trainer/train/train_loop.h, then prints a generated sample when
 // sample.length > 0. SIGINT/SIGTERM checkpoint the last complete step and exit cleanly (status 0);
 // a second signal kills at once. Started by torchrun, Slurm or mpirun (trainer/dist/dist_env.h), each
 // process is one rank on GPU local_rank (or the CPU), joined over NCCL (or Gloo).
@@ -14,8 +14,6 @@
 
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
-#include "rwkv/block_recompute.h"
-#include "rwkv/init.h"
 #include "rwkv/model.h"
 #include "rwkv/yaml_section.h"
 #include "trainer/cli/commands.h"
@@ -26,6 +24,7 @@
 #include "trainer/bench/flops_peak.h"
 #include "trainer/checkpoint/init_weights_file.h"
 #include "trainer/train/train_loop.h"
+#include "trainer/train/trained_model.h"
 
 namespace rwkv::cli {
 namespace {
@@ -73,21 +72,19 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
     throw ConfigError(fmt::format("{}: model.vocab_size {} is smaller than the tokenizer's {} ids", cfg.file,
                                   cfg.model.vocab_size, tokenizer->vocab_size()));
 
-  RWKV model(cfg.model, torch::TensorOptions().dtype(torch::kFloat32).device(device));
-  init_weights(model, InitOptions{.seed = cfg.train.seed, .emb_scale = cfg.optimizer.lr_init});
+  trainer::TrainedModel trained = trainer::build_trained_model(cfg, device);
+  RWKV model = trained.model;
   if (root)
     fmt::print("model: {} parameters, {:.3e} forward FLOPs/token\n", parameter_count(*model),
-               static_cast<double>(forward_flops_per_token(*model)));
+               trained.forward_flops_per_token);
 
   trainer::TrainEnv env;
   env.model = model.ptr();
-  env.forward = [model, recompute = cfg.train.activation_checkpointing](const torch::Tensor& tokens) mutable {
-    return recompute ? forward_recomputing_blocks(*model, tokens) : model->forward(tokens);
-  };
+  env.forward = trained.forward;
   env.data = [dataset, &cfg](const trainer::Stage& stage) {
     return trainer::make_dataset_source(dataset, cfg, stage);
   };
-  env.forward_flops_per_token = static_cast<double>(forward_flops_per_token(*model));
+  env.forward_flops_per_token = trained.forward_flops_per_token;
   env.load_weights = [&cfg](const std::string& path) {
     return trainer::read_init_weights(path, cfg.model, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
   };

@@ -1,12 +1,16 @@
 #pragma once
-// The training run of trainer/README.md "Loss", "Optimizer and schedule", "Context extension"; data/README.md "Token files and sample order": for each stage, steps of grad_accum micro-batches
-// (forward → cross-entropy + L2Wrap → backward), a non-finite guard, global-norm clipping, Adam at
-// the scheduled learning rate; metrics lines and metrics.jsonl; atomic checkpoints every N steps,
-// at the end, on a stop request and before a non-finite abort; resume from the newest complete
-// checkpoint (bit-exact on CPU).
+// The training run of trainer/README.md "Loss", "Optimizer and schedule", "Context extension" and
+// data/README.md "Token files and sample order", told as a short story in train_loop.cpp:
+// resume or initialise; prepare the run directory (config.yaml, metrics.jsonl); for each stage,
+// steps of grad_accum micro-batches, each one TrainStep (trainer/train/train_step.h: forward →
+// cross-entropy + L2Wrap → backward, the non-finite guard, clipping, Adam at the scheduled
+// learning rate); a metrics line and metrics.jsonl record per interval
+// (trainer/train/metrics_interval.h); atomic checkpoints (trainer/train/checkpointer.h) every N
+// steps, at the end, on a stop request and before a non-finite abort. A resumed run continues
+// from the newest complete checkpoint (bit-exact on CPU).
 //
 // The model and the data reach the loop through TrainEnv, so the loop's mechanics are testable on
-// any module; cmd_train.cpp builds the real RWKV and dataset.
+// any module; cmd_train.cpp builds the real RWKV (trainer/train/trained_model.h) and dataset.
 //
 // Several ranks: every rank runs this loop on its rows of each global batch
 // (data/sampler.h), the optimizer step goes through trainer/dist/parallel_optimizer.h so all ranks

@@ -1,13 +1,16 @@
 // `rwkv bench train|generate` as subprocesses on a tiny model: the JSON figures obey the formulas
-// they are defined by (FLOPs per token of rwkv/README.md "Shapes", the RNN state's size from the shape), and
-// bad arguments exit non-zero with a message. Nothing here asserts a speed.
+// they are defined by (FLOPs per token of rwkv/README.md "Shapes", the RNN state's size from the shape), a
+// run config's accumulation and settings reach the timed step, and bad arguments exit non-zero with
+// a message. Nothing here asserts a speed.
 #include <catch2/catch.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "tests/support/test_util.h"
 
@@ -78,4 +81,29 @@ TEST_CASE("bench: bad arguments exit non-zero naming the problem", "[bench]") {
   fails_with("train " + cfg + " --micro-batch 0", "--micro-batch, --ctx and --steps must be positive");
   fails_with("train " + cfg + " --json " + (dir / "no-such-dir" / "t.json").string() + " --steps 1 --warmup 0",
              "cannot write --json");  // before any work
+}
+
+TEST_CASE("bench train runs the run config's step: its micro-batches per step and settings in the figures", "[bench]") {
+  TempDir dir("rwkv-bench-train-run");
+  std::ofstream(dir / "run.yaml") << fmt::format(R"(model: {{n_layer: {}, n_embd: {}, vocab_size: {}}}
+data: {{path: unused, ctx_len: 64}}
+train: {{run_dir: unused, micro_batch: 4, grad_accum: 2, epoch_samples: 40, epoch_count: 1, activation_checkpointing: true}}
+optimizer: {{lr_init: 1.0e-3}}
+)",
+                                                 kL, kD, kV);
+  const auto j = run_json(fmt::format("train {} --micro-batch 2 --ctx 16 --steps 2 --warmup 1 --device cpu --set train.zero_stage=1",
+                                      (dir / "run.yaml").string()),
+                          (dir / "t.json").string());
+  CHECK(j.at("grad_accum").get<int64_t>() == 2);
+  CHECK(j.at("micro_batch").get<int64_t>() == 2);
+  CHECK(j.at("ctx").get<int64_t>() == 16);
+  CHECK(j.at("tokens").get<int64_t>() == 64);  // per step: 2 micro-batches of 2 x 16
+  const double seconds = j.at("step").at("median_ms").get<double>() * 1e-3;
+  CHECK(j.at("tokens_per_s").get<double>() == Approx(64 / seconds));
+  CHECK(j.at("activation_checkpointing").get<bool>());
+  CHECK(j.at("zero_stage").get<int64_t>() == 1);
+  CHECK(j.at("dtype").get<std::string>() == "fp32");
+  const auto losses = j.at("losses").get<std::vector<double>>();
+  REQUIRE(losses.size() == 3);  // warm-up included
+  for (double l : losses) CHECK(l == Approx(std::log(static_cast<double>(kV))).margin(0.5));  // random tokens
 }

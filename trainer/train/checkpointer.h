@@ -1,0 +1,32 @@
+#pragma once
+// The run's checkpoint, written collectively (trainer/README.md "Checkpoints"): every rank calls
+// save() at the same point of the run; the optimizer gathers the full Adam state, rank 0 writes
+// weights, moments, progress, RNG states and the config (trainer/checkpoint/checkpoint.h) while
+// the other ranks wait for its word, and all return the path, or all throw when it failed.
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/config/run_config.h"
+#include "trainer/dist/communicator.h"
+#include "trainer/train/train_step.h"
+
+namespace rwkv::trainer {
+
+class Checkpointer {
+ public:
+  Checkpointer(const RunConfig& config, TrainStep& step, Communicator& comm);
+  // The state after the last complete step of `progress`. Collective.
+  std::filesystem::path save(const TrainProgress& progress);
+
+ private:
+  TrainStep& step_;
+  Communicator& comm_;
+  std::filesystem::path dir_;
+  int64_t keep_;
+  std::string config_yaml_, config_hash_;
+  std::chrono::milliseconds wait_;
+};
+
+}  // namespace rwkv::trainer

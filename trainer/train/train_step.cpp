@@ -1,0 +1,111 @@
+#include "trainer/train/train_step.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <utility>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "trainer/optim/lr_schedule.h"
+#include "trainer/train/autocast_scope.h"
+#include "trainer/train/l2wrap.h"
+
+namespace rwkv::trainer {
+
+NamedTensors named_parameters(torch::nn::Module& module) {
+  NamedTensors out;
+  for (const auto& kv : module.named_parameters()) out.emplace_back(kv.key(), kv.value());
+  return out;
+}
+
+double sum_over_ranks(Communicator& comm, double value, const torch::Device& device) {
+  if (comm.world_size() == 1) return value;
+  auto t = torch::full({1}, value, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+  comm.all_reduce_sum(t);
+  return t.item<double>();
+}
+
+TrainStep::TrainStep(const RunConfig& config, NamedTensors params, Forward forward, Communicator& comm,
+                     const torch::Device& device)
+    : params_(std::move(params)),
+      forward_(std::move(forward)),
+      comm_(comm),
+      device_(device),
+      bf16_(device.is_cuda() && config.train.precision != Precision::fp32),
+      vocab_(config.model.vocab_size),
+      l2wrap_(config.optimizer.l2wrap),
+      grad_clip_(config.optimizer.grad_clip),
+      optimizer_(make_parallel_optimizer(params_, config.optimizer, comm, config.train.zero_stage,
+                                         static_cast<int64_t>(config.train.grad_bucket_mb * (1 << 20)),
+                                         config.train.overlap_grad_reduce)) {}
+
+StepResult TrainStep::train_step(const Stage& stage, int64_t stage_step, int64_t micro_batches, const Batch& batch,
+                                 const StepHooks& hooks) {
+  StepResult result;
+  result.lr = learning_rate(stage, stage_step);
+  drop_gradients();
+  double loss_sum = 0;
+  for (int64_t micro = 0; micro < micro_batches; ++micro) {
+    bool stop = hooks.stop_before && hooks.stop_before(micro);
+    // A signal reaches the ranks at slightly different times: stop where any rank asks.
+    if (comm_.world_size() > 1) stop = sum_over_ranks(comm_, stop ? 1 : 0, device_) > 0;
+    if (stop) {
+      // The partial accumulation is dropped: the caller's last complete step stands, and the step
+      // is redone from its first micro-batch on the same samples.
+      drop_gradients();
+      result.stopped = true;
+      return result;
+    }
+    loss_sum += forward_backward(batch(micro), stage.ctx_len, micro_batches, micro == micro_batches - 1, hooks);
+  }
+  if (hooks.after_backward) hooks.after_backward(params_);
+  // Identical on every rank from here (averaged loss and gradients), so all take the same branch.
+  optimizer_->reduce_gradients();
+  result.loss = sum_over_ranks(comm_, loss_sum, device_) / static_cast<double>(micro_batches * comm_.world_size());
+  update(stage, result);
+  if (hooks.phase) hooks.phase(StepPhase::update);
+  return result;
+}
+
+double TrainStep::forward_backward(const torch::Tensor& tokens, int64_t ctx_len, int64_t micro_batches, bool last,
+                                   const StepHooks& hooks) {
+  if (tokens.dim() != 2 || tokens.size(1) != ctx_len + 1)
+    throw std::invalid_argument(fmt::format("train step: a micro-batch must be (rows, ctx_len + 1 = {}) tokens, got {}",
+                                            ctx_len + 1, fmt::join(tokens.sizes(), "x")));
+  const auto batch = tokens.to(device_, torch::kLong);
+  const auto inputs = batch.narrow(1, 0, ctx_len), targets = batch.narrow(1, 1, ctx_len);
+  torch::Tensor loss, total;
+  {
+    AutocastScope autocast(bf16_);
+    const auto logits = forward_(inputs);
+    loss = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab_}).to(torch::kFloat32),
+                                                targets.reshape({-1}));
+    total = l2wrap_ > 0 ? l2wrap(loss, logits, l2wrap_) : loss;
+  }
+  if (hooks.phase) hooks.phase(StepPhase::forward);
+  // Each micro-batch's loss is divided by the rank's micro-batch count, and the gradient averaged
+  // over ranks, so the result is that of one batch of micro_batch·grad_accum samples; L2Wrap
+  // follows the same scale (trainer/train/l2wrap.h).
+  if (last) optimizer_->before_last_backward();
+  (total / static_cast<double>(micro_batches)).backward();
+  const double value = loss.item<double>();
+  if (hooks.phase) hooks.phase(StepPhase::backward);
+  return value;
+}
+
+void TrainStep::update(const Stage& stage, StepResult& result) {
+  result.grad_norm = optimizer_->grad_norm();
+  result.applied = std::isfinite(result.loss) && std::isfinite(result.grad_norm);
+  if (result.applied) {
+    optimizer_->clip(result.grad_norm, grad_clip_);
+    optimizer_->step(result.lr, stage.lr_mult);
+  }
+  drop_gradients();
+}
+
+void TrainStep::drop_gradients() {
+  for (const auto& [name, p] : params_) p.mutable_grad() = torch::Tensor();
+}
+
+}  // namespace rwkv::trainer

@@ -1,0 +1,26 @@
+#pragma once
+// The model a run trains, built one way for `rwkv train`, `rwkv bench train` and the tests: the
+// RWKV of config.model as fp32 master weights on the run's device, initialised as
+// rwkv/README.md "Initialisation" says (rwkv/init.h, seed train.seed, embedding scale
+// optimizer.lr_init), and its training forward, which recomputes each block in backward when
+// train.activation_checkpointing is on (rwkv/block_recompute.h).
+#include <torch/torch.h>
+
+#include <functional>
+
+#include "rwkv/model.h"
+#include "trainer/config/run_config.h"
+
+namespace rwkv::trainer {
+
+struct TrainedModel {
+  RWKV model{nullptr};
+  // tokens (B, T) int64 → logits (B, T, V), as the training step calls it.
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
+  // 2(13LD² + VD) (rwkv/README.md "Shapes"); a trained token costs 3× (trainer/README.md "Throughput").
+  double forward_flops_per_token = 0;
+};
+
+TrainedModel build_trained_model(const RunConfig& config, const torch::Device& device);
+
+}  // namespace rwkv::trainer
