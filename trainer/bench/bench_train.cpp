@@ -17,6 +17,8 @@
 #include "rwkv/model_config.h"
 #include "rwkv/wkv.h"
 #include "trainer/train/autocast_scope.h"
+#include "trainer/config/model_config_yaml.h"
+#include "trainer/config/run_config.h"
 #include "trainer/bench/bench.h"
 #include "trainer/bench/flops_peak.h"
 #include "trainer/train/l2wrap.h"

@@ -10,7 +10,7 @@
 #include <limits>
 
 #include "data/sampler.h"
-#include "rwkv/yaml_section.h"
+#include "trainer/config/yaml_section.h"
 #include "trainer/dist/communicator.h"
 #include "trainer/io/atomic_file.h"
 #include "trainer/train/autocast_scope.h"
@@ -124,7 +124,7 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
 
   const fs::path run_dir = cfg.train.run_dir, ckpt_dir = cfg.checkpoint.dir;
   if (root) fs::create_directories(run_dir);
-  const std::string config_yaml = cfg.to_yaml(), config_hash = cfg.hash();
+  const std::string config_yaml = cfg.to_yaml();
 
   const NamedTensors params = named_parameters(*env.model);
   const auto optimizer = make_parallel_optimizer(params, cfg.optimizer, comm, cfg.train.zero_stage,
@@ -194,7 +194,6 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
         for (const auto& [name, p] : params) ck.weights[name] = p;
         capture_rng(ck);
         ck.config_yaml = config_yaml;
-        ck.config_hash = config_hash;
         message = save_checkpoint(ckpt_dir, ck, cfg.checkpoint.keep).string();
       } catch (const std::exception& e) {
         ok = false;
