@@ -17,6 +17,7 @@
 #include "rwkv/model.h"
 #include "rwkv/model_config.h"
 #include "tests/support/test_util.h"
+#include "trainer/config/model_config_yaml.h"
 
 namespace {
 

@@ -16,6 +16,7 @@
 #include "trainer/inference/generate.h"
 #include "trainer/train/metrics.h"
 #include "trainer/checkpoint/model_source.h"
+#include "trainer/config/model_config_yaml.h"
 
 namespace rwkv::bench {
 namespace fs = std::filesystem;

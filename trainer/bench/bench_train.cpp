@@ -20,7 +20,11 @@
 
 #include "kernels/cuda_runtime_info.h"
 #include "rwkv/wkv.h"
-#include "rwkv/yaml_section.h"
+#include "trainer/config/yaml_section.h"
+#include "trainer/train/autocast_scope.h"
+#include "trainer/config/model_config_yaml.h"
+#include "trainer/config/run_config.h"
+#include "trainer/bench/bench.h"
 #include "trainer/bench/flops_peak.h"
 #include "trainer/train/train_loop.h"
 

@@ -180,9 +180,7 @@ fs::path save_checkpoint(const fs::path& dir, const Checkpoint& ckpt, int64_t ke
   std::map<std::string, torch::Tensor> rng{{"cpu", ckpt.cpu_rng}};
   for (size_t i = 0; i < ckpt.cuda_rng.size(); ++i) rng["cuda." + std::to_string(i)] = ckpt.cuda_rng[i];
   files["rng.pt"] = pickle_tensors(rng);
-  const std::string state = nlohmann::json{{"progress", progress_json(ckpt.progress)},
-                                           {"config_hash", ckpt.config_hash}}
-                                .dump(2);
+  const std::string state = nlohmann::json{{"progress", progress_json(ckpt.progress)}}.dump(2);
   files["state.json"] = std::vector<char>(state.begin(), state.end());
   files["config.yaml"] = std::vector<char>(ckpt.config_yaml.begin(), ckpt.config_yaml.end());
 
@@ -258,7 +256,6 @@ Checkpoint load_checkpoint(const fs::path& path, CheckpointParts parts) {
       } else if (name == "state.json") {
         const auto state = nlohmann::json::parse(bytes.begin(), bytes.end());
         c.progress = progress_from_json(state.at("progress"));
-        c.config_hash = state.at("config_hash");
       } else {
         c.config_yaml.assign(bytes.begin(), bytes.end());
       }

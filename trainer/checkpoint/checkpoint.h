@@ -5,7 +5,7 @@
 //   weights.pt    fp32 master weights by state_dict name (torch pickle of a str→Tensor dict)
 //   optimizer.pt  Adam moments by "exp_avg.<name>" / "exp_avg_sq.<name>"
 //   rng.pt        the CPU generator state, and each CUDA device's when CUDA is in use
-//   state.json    step counters (TrainProgress), Adam's step count, config hash
+//   state.json    step counters (TrainProgress), Adam's step count
 //   config.yaml   the effective run config (RunConfig::to_yaml)
 //   COMPLETE      written last: size and 64-bit hash of every file above
 // Written as .tmp-step-…, each file fsynced, the directory renamed into place and fsynced, then
@@ -41,7 +41,7 @@ struct Checkpoint {
   std::map<std::string, torch::Tensor> weights, optimizer;
   torch::Tensor cpu_rng;                 // at::Generator::get_state() of the default CPU generator
   std::vector<torch::Tensor> cuda_rng;   // one per device, empty on CPU runs
-  std::string config_yaml, config_hash;
+  std::string config_yaml;
 };
 
 // The default generators' states into ckpt.cpu_rng / cuda_rng, and back.

@@ -8,6 +8,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "trainer/cli/commands.h"
+#include "trainer/config/model_config_yaml.h"
 #include "trainer/io/weight_files.h"
 
 namespace rwkv::cli {
@@ -38,13 +39,8 @@ void add_import_command(CLI::App& app) {
       throw std::runtime_error(fmt::format("--out {}: expected a .pth or .safetensors file name", args->out));
     const io::ModelWeights weights = io::read_model_weights(args->source);
     if (!args->config.empty()) {
-      YAML::Node root;
-      try {
-        root = YAML::LoadFile(args->config);
-      } catch (const YAML::Exception& e) {
-        throw std::runtime_error(fmt::format("{}: {}", args->config, e.what()));
-      }
-      if (!root["model"])
+      const YAML::Node root = load_yaml_file(args->config);
+      if (!root.IsMap() || !root["model"])
         throw std::runtime_error(fmt::format("{}: no model: section to check the weights against", args->config));
       const ModelConfig expected = model_config_from_yaml(root["model"], args->config);
       io::check_model_weights(weights, expected, fmt::format("{} (against {})", args->source, args->config));

@@ -12,8 +12,8 @@
 #include "rwkv/init.h"
 #include "rwkv/model.h"
 #include "rwkv/model_config.h"
-#include "rwkv/yaml_section.h"
 #include "trainer/cli/commands.h"
+#include "trainer/config/model_config_yaml.h"
 
 namespace rwkv::cli {
 namespace {

@@ -5,6 +5,7 @@
 
 #include "rwkv/model_config.h"
 #include "trainer/cli/commands.h"
+#include "trainer/config/model_config_yaml.h"
 #include "trainer/dist/memory_plan.h"
 
 namespace rwkv::cli {

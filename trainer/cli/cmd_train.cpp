@@ -15,7 +15,7 @@
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
 #include "rwkv/model.h"
-#include "rwkv/yaml_section.h"
+#include "trainer/config/yaml_section.h"
 #include "trainer/cli/commands.h"
 #include "trainer/dist/communicator.h"
 #include "trainer/train/dataset_source.h"
@@ -61,7 +61,8 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
     comm = std::make_unique<Communicator>(
         dist, device, std::chrono::milliseconds(static_cast<int64_t>(cfg.train.dist_timeout_s * 1000)));
   if (root) {
-    fmt::print("effective config (hash {}):\n{}", cfg.hash(), cfg.to_yaml());
+    for (const auto& w : cfg.warnings) fmt::print(stderr, "warning: {}\n", w);
+    fmt::print("effective config:\n{}", cfg.to_yaml());
     if (comm) fmt::print("ranks: {} ({}, {})\n", dist.world_size, dist.launcher, device.is_cuda() ? "NCCL" : "Gloo");
   }
 

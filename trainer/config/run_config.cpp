@@ -6,18 +6,19 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
+#include <limits>
+#include <optional>
+#include <set>
 #include <sstream>
+#include <thread>
 
-#include "rwkv/yaml_section.h"
+#include "rwkv/reference_layout.h"
+#include "trainer/config/field_table.h"
+#include "trainer/config/model_config_yaml.h"
+#include "trainer/config/yaml_section.h"
 
 namespace rwkv::trainer {
-namespace {
 
-// ---- enums <-> text --------------------------------------------------------------------------
-
-template <typename E>
-struct EnumNames;
 template <>
 struct EnumNames<SamplerKind> {
   static constexpr std::pair<SamplerKind, const char*> v[] = {
@@ -39,155 +40,284 @@ struct EnumNames<ResumeMode> {
                                                              {ResumeMode::never, "never"}};
 };
 
-template <typename E>
-std::string name_of(E e) {
-  for (const auto& [value, name] : EnumNames<E>::v)
-    if (value == e) return name;
-  return "?";
+namespace {
+
+constexpr auto safe = OnResume::safe, unsafe = OnResume::unsafe;
+
+// ---- validity ----------------------------------------------------------------------------------
+
+const Valid<int64_t> positive_int = [](const int64_t& v) { return v > 0; };
+const Valid<int64_t> non_negative_int = [](const int64_t& v) { return v >= 0; };
+const Valid<double> non_negative_real = [](const double& v) { return std::isfinite(v) && v >= 0; };
+const Valid<std::string> non_empty = [](const std::string& v) { return !v.empty(); };
+const auto in_range = [](double lo, double hi) { return Valid<double>([=](const double& v) { return v >= lo && v <= hi; }); };
+
+// The optimizer computes in fp32 (trainer/optim/optimizer.h): a value outside fp32's normal range
+// would round to 0 or overflow to inf there.
+bool fp32_normal(double v) {
+  return v >= std::numeric_limits<float>::min() && v <= std::numeric_limits<float>::max();
 }
+const Valid<double> fp32_positive = [](const double& v) { return fp32_normal(v); };
+const Valid<double> fp32_non_negative = [](const double& v) { return v == 0 || fp32_normal(v); };
+std::string positive_fp32(const std::string& what) { return what + " within fp32's range 1.2e-38 to 3.4e38"; }
+std::string non_negative_fp32(const std::string& what) { return what + ", 0 or within fp32's range 1.2e-38 to 3.4e38"; }
 
-template <typename E>
-E read_enum(YamlSection& s, const std::string& key, E fallback) {
-  std::string choices;
-  for (const auto& [value, name] : EnumNames<E>::v) choices += (choices.empty() ? "" : "|") + std::string(name);
-  const auto text = s.optional<std::string>(key, name_of(fallback), "one of " + choices);
-  for (const auto& [value, name] : EnumNames<E>::v)
-    if (text == name) return value;
-  s.fail(key, "expected one of " + choices + ", got '" + text + "'");
-}
-
-// ---- field readers ---------------------------------------------------------------------------
-
-const auto positive_int = [](const int64_t& v) { return v > 0; };
-const auto non_negative_int = [](const int64_t& v) { return v >= 0; };
-const auto positive_real = [](const double& v) { return std::isfinite(v) && v > 0; };
-const auto non_negative_real = [](const double& v) { return std::isfinite(v) && v >= 0; };
-
-LrMult read_lr_mult(YamlSection& parent, const std::string& key, const LrMult& fallback) {
-  if (!parent.has(key)) {
-    parent.child(key);
-    return fallback;
-  }
-  const YAML::Node node = parent.child(key);
-  if (!node.IsMap()) parent.fail(key, "expected a mapping of parameter-name suffix: multiplier");
-  LrMult out;
-  YamlSection s(node, parent.file(), "lr_mult");
-  for (const auto& kv : node) {
-    const std::string name = kv.first.Scalar();
-    out[name] = s.required<double>(name, "a positive multiplier", positive_real);
-  }
-  s.finish();
+std::optional<int64_t> checked_mul(int64_t a, int64_t b) {
+  int64_t out;
+  if (__builtin_mul_overflow(a, b, &out)) return std::nullopt;
   return out;
 }
 
-DataConfig read_data(const YAML::Node& node, const std::string& file, bool ctx_required) {
-  YamlSection s(node, file, "data");
-  DataConfig d;
-  d.path = s.required<std::string>("path", "a token file from `rwkv prep` (binidx prefix or .h5)");
-  d.tokenizer = s.optional<std::string>("tokenizer", "byte", "'byte' or a tokenizer JSON file");
-  d.sampler = read_enum(s, "sampler", SamplerKind::magic_prime);
-  d.ctx_len = ctx_required
-                  ? s.required<int64_t>("ctx_len", "a positive integer (tokens per sample)", positive_int)
-                  : s.optional<int64_t>("ctx_len", 0, "a positive integer (tokens per sample)", positive_int);
-  s.finish();
-  return d;
+// ---- fields that are not one plain value -------------------------------------------------------
+
+// The last name components of the model's parameters (the same for every shape), which lr_mult
+// keys match (trainer/optim/lr_mult.h).
+const std::set<std::string>& parameter_suffixes() {
+  static const std::set<std::string> out = [] {
+    std::set<std::string> s;
+    for (const auto& t : reference_layout(ModelConfig{.n_layer = 1, .n_embd = 1, .vocab_size = 1}))
+      s.insert(t.name.substr(t.name.rfind('.') + 1));
+    return s;
+  }();
+  return out;
 }
 
-TrainConfig read_train(YamlSection& s, bool epoch_count_required) {
-  TrainConfig t;
-  t.run_dir = s.required<std::string>("run_dir", "a directory for checkpoints, metrics and the config");
-  t.micro_batch = s.required<int64_t>("micro_batch", "a positive integer (samples per forward)", positive_int);
-  t.grad_accum = s.optional<int64_t>("grad_accum", 1, "a positive integer", positive_int);
-  t.epoch_samples = s.optional<int64_t>("epoch_samples", 40320, "a positive integer (samples per mini-epoch)", positive_int);
-  const std::string ec = "a positive integer (mini-epochs to the end of the LR schedule)";
-  t.epoch_count = epoch_count_required ? s.required<int64_t>("epoch_count", ec, positive_int)
-                                       : s.optional<int64_t>("epoch_count", 0, ec, non_negative_int);
-  t.max_steps = s.optional<int64_t>("max_steps", 0, "a non-negative integer (0: no cap)", non_negative_int);
-  t.seed = s.optional<uint64_t>("seed", 0, "a non-negative integer");
-  t.precision = read_enum(s, "precision", Precision::auto_);
-  t.device = read_enum(s, "device", DeviceKind::auto_);
-  t.nan_skip_limit = s.optional<int64_t>("nan_skip_limit", 10, "a positive integer", positive_int);
-  t.threads = s.optional<int64_t>("threads", 0, "a non-negative integer (0: LibTorch's default)", non_negative_int);
-  t.activation_checkpointing = s.optional<bool>("activation_checkpointing", false, "true or false");
-  t.dist_timeout_s = s.optional<double>("dist_timeout_s", 600, "a positive number of seconds", positive_real);
-  t.zero_stage = s.optional<int64_t>("zero_stage", 0, "0, 1 or 2", [](const int64_t& v) { return v >= 0 && v <= 2; });
-  t.grad_bucket_mb = s.optional<double>("grad_bucket_mb", 25, "a positive size in MiB", positive_real);
-  t.overlap_grad_reduce = s.optional<bool>("overlap_grad_reduce", true, "true or false");
-  return t;
+// `lr_mult: {key: multiplier}` merged into the struct's map: each given key replaces every key
+// there that it matches (run_config.h OptimizerConfig::lr_mult).
+template <typename S>
+Field<S> lr_mult_field(LrMult S::*member) {
+  const auto read = [member](YamlSection& s, S& obj, bool) {
+    const bool given = s.has("lr_mult");
+    const YAML::Node node = s.child("lr_mult");
+    if (!given) return;
+    if (!node.IsMap()) s.fail("lr_mult", "expected a mapping of parameter-name suffix: multiplier");
+    YamlSection m(node, s.file(), s.path() + ".lr_mult");
+    LrMult merged;
+    for (const auto& kv : node) {
+      const std::string key = kv.first.Scalar();
+      merged[key] = m.required<double>(key, positive_fp32("a positive multiplier"), fp32_positive);
+      const auto& names = parameter_suffixes();
+      if (std::none_of(names.begin(), names.end(), [&](const std::string& n) { return lr_mult_key_matches(key, n); }))
+        m.fail(key, fmt::format("matches no parameter of the model (a key is the last component of a parameter "
+                                "name, or a prefix of it ending in '*'; the model's are {})",
+                                fmt::join(names, ", ")));
+    }
+    for (const auto& [key, v] : obj.*member) {
+      const auto replaces = [&](const auto& given_kv) { return lr_mult_key_matches(given_kv.first, key); };
+      if (std::none_of(merged.begin(), merged.end(), replaces)) merged.emplace(key, v);
+    }
+    obj.*member = merged;
+  };
+  const auto write = [member](YAML::Emitter& e, const S& obj) {
+    e << YAML::Key << "lr_mult" << YAML::Value << YAML::BeginMap;
+    for (const auto& [k, v] : obj.*member) {
+      e << YAML::Key << k << YAML::Value;
+      put(e, v);
+    }
+    e << YAML::EndMap;
+  };
+  return Field<S>{"lr_mult", unsafe, read, write};
 }
 
-OptimizerConfig read_optimizer(YamlSection& s) {
-  OptimizerConfig o;
-  o.lr_init = s.required<double>("lr_init", "a positive learning rate", positive_real);
-  o.lr_final = s.optional<double>("lr_final", o.lr_init, "a positive learning rate <= lr_init", positive_real);
-  if (o.lr_final > o.lr_init) s.fail("lr_final", fmt::format("must not exceed lr_init = {}", o.lr_init));
-  o.constant_epochs = s.optional<int64_t>("constant_epochs", 0, "a non-negative integer (E_c)", non_negative_int);
-  o.warmup_steps = s.optional<int64_t>("warmup_steps", 0, "a non-negative integer", non_negative_int);
-  if (s.has("betas")) {
-    const auto b = s.required<std::vector<double>>("betas", "[beta1, beta2] with 0 <= beta < 1",
-                                                   [](const std::vector<double>& v) {
-                                                     return v.size() == 2 && v[0] >= 0 && v[0] < 1 && v[1] >= 0 && v[1] < 1;
-                                                   });
+// lr_final: defaults to lr_init when lr_init is given here (a constant rate), else keeps what the
+// struct holds (a stage inherits the optimizer's); never above lr_init.
+template <typename S>
+Field<S> lr_final_field() {
+  const auto read = [](YamlSection& s, S& obj, bool) {
+    obj.lr_final = s.optional<double>("lr_final", s.has("lr_init") ? obj.lr_init : obj.lr_final,
+                                      positive_fp32("a positive learning rate <= lr_init"), fp32_positive);
+    if (obj.lr_final > obj.lr_init) s.fail("lr_final", fmt::format("must not exceed lr_init = {}", obj.lr_init));
+  };
+  const auto write = [](YAML::Emitter& e, const S& obj) {
+    e << YAML::Key << "lr_final" << YAML::Value;
+    put(e, obj.lr_final);
+  };
+  return Field<S>{"lr_final", unsafe, read, write};
+}
+
+// `betas: [beta1, beta2]` into AdamConfig's two fields; each below 1 also once rounded to fp32.
+Field<OptimizerConfig> betas_field() {
+  const auto read = [](YamlSection& s, OptimizerConfig& o, bool) {
+    const bool given = s.has("betas");
+    s.child("betas");
+    if (!given) return;
+    const auto b = s.required<std::vector<double>>(
+        "betas", "[beta1, beta2] with 0 <= beta < 1 (also in fp32)", [](const std::vector<double>& v) {
+          const auto ok = [](double x) { return x >= 0 && static_cast<float>(x) < 1.0f; };
+          return v.size() == 2 && ok(v[0]) && ok(v[1]);
+        });
     o.beta1 = b[0];
     o.beta2 = b[1];
-  } else {
-    s.child("betas");
-  }
-  o.eps = s.optional<double>("eps", 1e-8, "a positive number", positive_real);
-  o.weight_decay = s.optional<double>("weight_decay", 0.0, "a non-negative number", non_negative_real);
-  o.grad_clip = s.optional<double>("grad_clip", 1.0, "a non-negative global norm (0: off)", non_negative_real);
-  o.lr_mult = read_lr_mult(s, "lr_mult", o.lr_mult);
-  o.l2wrap = s.optional<double>("l2wrap", 1e-4, "a non-negative factor (0: off)", non_negative_real);
-  return o;
+  };
+  const auto write = [](YAML::Emitter& e, const OptimizerConfig& o) {
+    e << YAML::Key << "betas" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    put(e, o.beta1);
+    put(e, o.beta2);
+    e << YAML::EndSeq;
+  };
+  return Field<OptimizerConfig>{"betas", unsafe, read, write};
 }
 
-// Reads the `stages` list; each entry inherits what it does not set from the run's sections.
-std::vector<Stage> read_stages(const YAML::Node& list, const std::string& file, const RunConfig& c) {
-  if (!list.IsSequence() || list.size() == 0) {
-    throw ConfigError(fmt::format("{}:{}: stages: expected a non-empty list of stage mappings", file,
-                                  list.Mark().line + 1));
-  }
-  std::vector<Stage> out;
-  for (size_t i = 0; i < list.size(); ++i) {
-    YamlSection s(list[i], file, fmt::format("stages[{}]", i));
-    Stage st;
-    st.ctx_len = s.optional<int64_t>("ctx_len", c.data.ctx_len, "a positive integer", positive_int);
-    if (st.ctx_len <= 0) s.fail("ctx_len", "missing; expected a positive integer (or data.ctx_len)");
-    st.micro_batch = s.optional<int64_t>("micro_batch", c.train.micro_batch, "a positive integer", positive_int);
-    st.grad_accum = s.optional<int64_t>("grad_accum", c.train.grad_accum, "a positive integer", positive_int);
-    st.lr_init = s.optional<double>("lr_init", c.optimizer.lr_init, "a positive learning rate", positive_real);
-    st.lr_final = s.optional<double>("lr_final", s.has("lr_init") ? st.lr_init : c.optimizer.lr_final,
-                                     "a positive learning rate <= lr_init", positive_real);
-    if (st.lr_final > st.lr_init) s.fail("lr_final", fmt::format("must not exceed lr_init = {}", st.lr_init));
-    st.warmup_steps = s.optional<int64_t>("warmup_steps", c.optimizer.warmup_steps, "a non-negative integer", non_negative_int);
-    const int64_t ec = s.optional<int64_t>("constant_epochs", 0, "a non-negative integer (E_c)", non_negative_int);
-    st.lr_mult = read_lr_mult(s, "lr_mult", c.optimizer.lr_mult);
-
-    const int64_t spe = c.train.epoch_samples / st.global_batch();
-    const int n_len = s.has("steps") + s.has("tokens") + s.has("epoch_count");
-    if (n_len != 1) s.fail("steps", "give exactly one of steps, tokens or epoch_count for the stage's length");
-    if (s.has("steps")) {
-      st.steps = s.required<int64_t>("steps", "a positive integer", positive_int);
-    } else if (s.has("tokens")) {
-      const int64_t tokens = s.required<int64_t>("tokens", "a positive token count", positive_int);
-      const int64_t per_step = st.global_batch() * st.ctx_len;
-      st.steps = (tokens + per_step - 1) / per_step;
-    } else {
-      st.steps = s.required<int64_t>("epoch_count", "a positive integer (mini-epochs)", positive_int) * spe;
-    }
-    s.child("steps"), s.child("tokens"), s.child("epoch_count");
-    st.constant_steps = ec * spe;
-    if (st.constant_steps > st.steps)
-      s.fail("constant_epochs", fmt::format("{} mini-epochs ({} steps) exceed the stage's {} steps", ec,
-                                            st.constant_steps, st.steps));
-    s.finish();
-    out.push_back(st);
-  }
-  return out;
+// `peak_tflops: NUMBER | auto`.
+Field<LogConfig> peak_tflops_field() {
+  const auto read = [](YamlSection& s, LogConfig& l, bool) {
+    l.peak_auto = s.has("peak_tflops") && s.child("peak_tflops").IsScalar() && s.child("peak_tflops").Scalar() == "auto";
+    if (!l.peak_auto)
+      l.peak_tflops = s.optional<double>("peak_tflops", l.peak_tflops,
+                                         "a non-negative number (TFLOP/s; 0: no MFU) or auto (found at startup)",
+                                         non_negative_real);
+  };
+  const auto write = [](YAML::Emitter& e, const LogConfig& l) {
+    e << YAML::Key << "peak_tflops" << YAML::Value;
+    if (l.peak_auto)
+      e << "auto";
+    else
+      put(e, l.peak_tflops);
+  };
+  return Field<LogConfig>{"peak_tflops", safe, read, write};
 }
+
+// A stage as written in YAML: its length in one of three units, E_c in mini-epochs. Starts from
+// the sections' values (inherited), then resolve_stage turns it into a Stage.
+struct StageEntry {
+  int64_t ctx_len = 0, micro_batch = 0, grad_accum = 1;
+  int64_t steps = 0, tokens = 0, epoch_count = 0;
+  double lr_init = 0, lr_final = 0;
+  int64_t warmup_steps = 0, constant_epochs = 0;
+  LrMult lr_mult;
+};
+
+// ---- the tables ----------------------------------------------------------------------------------
+
+const Fields<DataConfig>& data_fields() {
+  using D = DataConfig;
+  static const Fields<D> f{
+      value("path", &D::path, "a token file from `rwkv prep` (binidx prefix or .h5)", non_empty, unsafe, Need::required),
+      value("tokenizer", &D::tokenizer, "'byte' or a tokenizer JSON file", non_empty, unsafe),
+      choice("sampler", &D::sampler, unsafe),
+      value("ctx_len", &D::ctx_len, "a positive integer (tokens per sample)", positive_int, unsafe, Need::without_stages),
+  };
+  return f;
+}
+
+// Safe on resume: caps, paths, and how the same arithmetic is spread over threads and ranks
+// (activation checkpointing recomputes the same forward, so the gradients do not change).
+const Fields<TrainConfig>& train_fields() {
+  using T = TrainConfig;
+  static const Fields<T> f{
+      value("run_dir", &T::run_dir, "a directory for checkpoints, metrics and the config", non_empty, safe, Need::required),
+      value("micro_batch", &T::micro_batch, "a positive integer (samples per forward)", positive_int, unsafe, Need::required),
+      value("grad_accum", &T::grad_accum, "a positive integer", positive_int, unsafe),
+      value("epoch_samples", &T::epoch_samples, "a positive integer (samples per mini-epoch)", positive_int, unsafe),
+      value("epoch_count", &T::epoch_count, "a positive integer (mini-epochs to the end of the LR schedule)",
+            positive_int, unsafe, Need::without_stages),
+      value("max_steps", &T::max_steps, "a non-negative integer (0: no cap)", non_negative_int, safe),
+      value("seed", &T::seed, "a non-negative integer", nullptr, unsafe),
+      choice("precision", &T::precision, unsafe),
+      choice("device", &T::device, unsafe),
+      value("nan_skip_limit", &T::nan_skip_limit, "a positive integer", positive_int, safe),
+      value("threads", &T::threads, "a non-negative integer (0: LibTorch's default)", non_negative_int, safe),
+      value("activation_checkpointing", &T::activation_checkpointing, "true or false", nullptr, safe),
+      value("dist_timeout_s", &T::dist_timeout_s, "a number of seconds from 0.001 to 1e9", in_range(1e-3, 1e9), safe),
+      value("zero_stage", &T::zero_stage, "0, 1 or 2", [](const int64_t& v) { return v >= 0 && v <= 2; }, safe),
+      value("grad_bucket_mb", &T::grad_bucket_mb, "a size in MiB from 0.001 to 1048576", in_range(1e-3, 1 << 20), safe),
+      value("overlap_grad_reduce", &T::overlap_grad_reduce, "true or false", nullptr, safe),
+  };
+  return f;
+}
+
+const Fields<OptimizerConfig>& optimizer_fields() {
+  using O = OptimizerConfig;  // eps and weight_decay are AdamConfig's: named with <O, double>
+  static const Fields<O> f{
+      value("lr_init", &O::lr_init, positive_fp32("a positive learning rate"), fp32_positive, unsafe, Need::required),
+      lr_final_field<O>(),
+      value("constant_epochs", &O::constant_epochs, "a non-negative integer (E_c)", non_negative_int, unsafe),
+      value("warmup_steps", &O::warmup_steps, "a non-negative integer", non_negative_int, unsafe),
+      betas_field(),
+      value<O, double>("eps", &O::eps, positive_fp32("a positive number"), fp32_positive, unsafe),
+      value<O, double>("weight_decay", &O::weight_decay, non_negative_fp32("a non-negative number"), fp32_non_negative, unsafe),
+      value("grad_clip", &O::grad_clip, non_negative_fp32("a non-negative global norm (0: off)"), fp32_non_negative,
+            unsafe),
+      lr_mult_field(&O::lr_mult),
+      value("l2wrap", &O::l2wrap, non_negative_fp32("a non-negative factor (0: off)"), fp32_non_negative, unsafe),
+  };
+  return f;
+}
+
+// Where and how often checkpoints are written, what is logged and printed: all safe on resume.
+const Fields<CheckpointConfig>& checkpoint_fields() {
+  using K = CheckpointConfig;
+  static const Fields<K> f{
+      value("dir", &K::dir, "a directory", non_empty, safe),
+      value("every_steps", &K::every_steps, "a positive integer", positive_int, safe),
+      value("keep", &K::keep, "a positive integer (checkpoints kept)", positive_int, safe),
+      choice("resume", &K::resume, safe),
+      value("init_from", &K::init_from, "a checkpoint directory or a .pth file", nullptr, safe),
+  };
+  return f;
+}
+
+const Fields<LogConfig>& log_fields() {
+  static const Fields<LogConfig> f{
+      value("every_steps", &LogConfig::every_steps, "a positive integer", positive_int, safe),
+      peak_tflops_field(),
+  };
+  return f;
+}
+
+const Fields<SampleConfig>& sample_fields() {
+  using P = SampleConfig;
+  static const Fields<P> f{
+      value("prompt", &P::prompt, "a text", nullptr, safe),
+      value("length", &P::length, "a non-negative integer", non_negative_int, safe),
+      value("temperature", &P::temperature, "a non-negative number (0: greedy)", non_negative_real, safe),
+  };
+  return f;
+}
+
+// A stage's fields as its entry in `stages:` (the order of to_yaml). Stages already run may not
+// change on resume; stages appended after them may (unsafe_resume_change).
+const Fields<StageEntry>& stage_fields() {
+  using E = StageEntry;
+  static const Fields<E> f{
+      value("ctx_len", &E::ctx_len, "a positive integer", positive_int, unsafe),
+      value("micro_batch", &E::micro_batch, "a positive integer", positive_int, unsafe),
+      value("grad_accum", &E::grad_accum, "a positive integer", positive_int, unsafe),
+      value("steps", &E::steps, "a positive integer", positive_int, unsafe, Need::alternative),
+      value("tokens", &E::tokens, "a positive token count", positive_int, unsafe, Need::alternative),
+      value("epoch_count", &E::epoch_count, "a positive integer (mini-epochs)", positive_int, unsafe, Need::alternative),
+      value("lr_init", &E::lr_init, positive_fp32("a positive learning rate"), fp32_positive, unsafe),
+      lr_final_field<E>(),
+      value("warmup_steps", &E::warmup_steps, "a non-negative integer", non_negative_int, unsafe),
+      value("constant_epochs", &E::constant_epochs, "a non-negative integer (E_c)", non_negative_int, unsafe),
+      lr_mult_field(&E::lr_mult),
+  };
+  return f;
+}
+
+const std::map<std::string, OnResume>& resume_rules() {
+  static const auto rules = [] {
+    std::map<std::string, OnResume> r;
+    add_resume_rules("model", model_fields(), r);
+    add_resume_rules("data", data_fields(), r);
+    add_resume_rules("train", train_fields(), r);
+    add_resume_rules("optimizer", optimizer_fields(), r);
+    add_resume_rules("checkpoint", checkpoint_fields(), r);
+    add_resume_rules("log", log_fields(), r);
+    add_resume_rules("sample", sample_fields(), r);
+    add_resume_rules("stages", stage_fields(), r);
+    return r;
+  }();
+  return rules;
+}
+
+// ---- stages --------------------------------------------------------------------------------------
 
 // Cross-field checks on one stage's batch: labelled with the stage, or train.micro_batch.
-void check_batch(const RunConfig& c, const Stage& st, YamlSection& where, const std::string& key) {
+void check_batch(const RunConfig& c, const Stage& st, const YamlSection& where, const std::string& key) {
+  if (!checked_mul(st.micro_batch, st.grad_accum))
+    where.fail(key, fmt::format("the global batch micro_batch*grad_accum = {}*{} overflows 64 bits", st.micro_batch,
+                                st.grad_accum));
   const int64_t gb = st.global_batch();
   if (c.data.sampler == SamplerKind::magic_prime && c.train.epoch_samples % gb != 0) {
     where.fail(key, fmt::format("the global batch micro_batch*grad_accum = {}*{} = {} must divide "
@@ -200,15 +330,146 @@ void check_batch(const RunConfig& c, const Stage& st, YamlSection& where, const 
   }
 }
 
-// ---- YAML output -------------------------------------------------------------------------------
-
-std::string real(double v) { return fmt::format("{}", v); }
-
-void put_lr_mult(YAML::Emitter& e, const LrMult& m) {
-  e << YAML::Key << "lr_mult" << YAML::Value << YAML::BeginMap;
-  for (const auto& [k, v] : m) e << YAML::Key << k << YAML::Value << real(v);
-  e << YAML::EndMap;
+// `count` mini-epochs in steps; an overflow is an error at `key`.
+int64_t epochs_to_steps(int64_t count, int64_t steps_per_epoch, const YamlSection& where, const std::string& key) {
+  const auto steps = checked_mul(count, steps_per_epoch);
+  if (!steps)
+    where.fail(key, fmt::format("{} mini-epochs of {} steps overflow the 64-bit step count", count, steps_per_epoch));
+  return *steps;
 }
+
+// The loop counts samples and tokens in 64 bits: steps·global_batch·(ctx_len+1) must fit.
+int64_t stage_tokens(const Stage& st, const YamlSection& where, const std::string& key) {
+  const uint64_t per_sample = static_cast<uint64_t>(st.ctx_len) + 1;  // ctx_len may be 2^63 - 1
+  const auto samples = checked_mul(st.steps, st.global_batch());
+  const auto tokens = samples && per_sample <= INT64_MAX ? checked_mul(*samples, static_cast<int64_t>(per_sample))
+                                                         : std::nullopt;
+  if (!tokens)
+    where.fail(key, fmt::format("{} steps of {} samples of {} tokens overflow the run's 64-bit sample and token counts",
+                                st.steps, st.global_batch(), per_sample));
+  return *tokens;
+}
+
+StageEntry inherited_stage(const RunConfig& c) {
+  StageEntry e;
+  e.ctx_len = c.data.ctx_len;
+  e.micro_batch = c.train.micro_batch;
+  e.grad_accum = c.train.grad_accum;
+  e.lr_init = c.optimizer.lr_init;
+  e.lr_final = c.optimizer.lr_final;
+  e.warmup_steps = c.optimizer.warmup_steps;
+  e.lr_mult = c.optimizer.lr_mult;
+  return e;
+}
+
+Stage resolve_stage(const StageEntry& e, YamlSection& s, const RunConfig& c) {
+  Stage st;
+  st.ctx_len = e.ctx_len;
+  if (st.ctx_len <= 0) s.fail("ctx_len", "missing; expected a positive integer (or data.ctx_len)");
+  st.micro_batch = e.micro_batch;
+  st.grad_accum = e.grad_accum;
+  check_batch(c, st, s, s.has("micro_batch") ? "micro_batch" : s.has("grad_accum") ? "grad_accum" : "ctx_len");
+  const int64_t gb = st.global_batch(), spe = c.train.epoch_samples / gb;
+  const int n_len = (e.steps > 0) + (e.tokens > 0) + (e.epoch_count > 0);
+  if (n_len != 1) s.fail("steps", "give exactly one of steps, tokens or epoch_count for the stage's length");
+  if (e.steps > 0) {
+    st.steps = e.steps;
+  } else if (e.tokens > 0) {
+    // Whole steps, rounded up; a step of more than 2^63 tokens holds them all in one.
+    const auto per_step = checked_mul(gb, st.ctx_len);
+    st.steps = !per_step ? 1 : e.tokens / *per_step + (e.tokens % *per_step != 0);
+  } else {
+    st.steps = epochs_to_steps(e.epoch_count, spe, s, "epoch_count");
+  }
+  st.constant_steps = epochs_to_steps(e.constant_epochs, spe, s, "constant_epochs");
+  if (st.constant_steps > st.steps)
+    s.fail("constant_epochs", fmt::format("{} mini-epochs ({} steps) exceed the stage's {} steps", e.constant_epochs,
+                                          st.constant_steps, st.steps));
+  st.lr_init = e.lr_init;
+  st.lr_final = e.lr_final;
+  st.warmup_steps = e.warmup_steps;
+  st.lr_mult = e.lr_mult;
+  return st;
+}
+
+// Reads the `stages` list; each entry inherits what it does not set from the run's sections.
+// The whole run's token count must fit 64 bits too.
+std::vector<Stage> read_stages(const YAML::Node& list, const std::string& file, const RunConfig& c) {
+  if (!list.IsSequence() || list.size() == 0) {
+    throw ConfigError(fmt::format("{}:{}: stages: expected a non-empty list of stage mappings", file,
+                                  list.Mark().line + 1));
+  }
+  std::vector<Stage> out;
+  int64_t run_tokens = 0;
+  for (size_t i = 0; i < list.size(); ++i) {
+    YamlSection s(list[i], file, fmt::format("stages[{}]", i));
+    StageEntry e = inherited_stage(c);
+    read_fields(stage_fields(), s, e);
+    s.finish();
+    out.push_back(resolve_stage(e, s, c));
+    const std::string length_key = e.steps > 0 ? "steps" : e.tokens > 0 ? "tokens" : "epoch_count";
+    if (__builtin_add_overflow(run_tokens, stage_tokens(out.back(), s, length_key), &run_tokens))
+      s.fail(length_key, "the stages' tokens together overflow the run's 64-bit token count");
+  }
+  return out;
+}
+
+// The run without `stages:`: one stage from data.ctx_len and the train/optimizer sections.
+Stage implicit_stage(const RunConfig& c, const YamlSection& train, const YamlSection& opt) {
+  Stage st;
+  st.ctx_len = c.data.ctx_len;
+  st.micro_batch = c.train.micro_batch;
+  st.grad_accum = c.train.grad_accum;
+  check_batch(c, st, train, "micro_batch");
+  const int64_t spe = c.train.epoch_samples / st.global_batch();
+  if (c.optimizer.constant_epochs > c.train.epoch_count)
+    opt.fail("constant_epochs", fmt::format("{} exceeds train.epoch_count = {}", c.optimizer.constant_epochs,
+                                            c.train.epoch_count));
+  st.steps = epochs_to_steps(c.train.epoch_count, spe, train, "epoch_count");
+  stage_tokens(st, train, "epoch_count");
+  st.constant_steps = c.optimizer.constant_epochs * spe;  // at most steps
+  st.lr_init = c.optimizer.lr_init;
+  st.lr_final = c.optimizer.lr_final;
+  st.warmup_steps = c.optimizer.warmup_steps;
+  st.lr_mult = c.optimizer.lr_mult;
+  return st;
+}
+
+// What a resolved stage writes back: its length in steps, E_c in mini-epochs.
+StageEntry entry_of(const Stage& s, int64_t steps_per_epoch) {
+  StageEntry e;
+  e.ctx_len = s.ctx_len;
+  e.micro_batch = s.micro_batch;
+  e.grad_accum = s.grad_accum;
+  e.steps = s.steps;
+  e.lr_init = s.lr_init;
+  e.lr_final = s.lr_final;
+  e.warmup_steps = s.warmup_steps;
+  e.constant_epochs = s.constant_steps / steps_per_epoch;
+  e.lr_mult = s.lr_mult;
+  return e;
+}
+
+// ---- checks needing several sections, and the thread cap -------------------------------------------
+
+// Device constraints known before start (device: auto is checked again once resolved).
+void check_device(const RunConfig& c, const YamlSection& train) {
+  if (c.train.device == DeviceKind::cuda && c.model.n_embd % 32 != 0)
+    train.fail("device", fmt::format("cuda needs model.n_embd to be a multiple of 32, got {}", c.model.n_embd));
+  if (c.train.device == DeviceKind::cpu && c.train.precision == Precision::bf16)
+    train.fail("precision", "bf16 needs device cuda (the CPU path trains in fp32)");
+}
+
+// More than 4 threads per core only oversubscribes (OpenMP would try to start them all): capped.
+void cap_threads(RunConfig& c, const YamlSection& train) {
+  const int64_t cores = std::thread::hardware_concurrency();
+  if (cores == 0 || c.train.threads <= 4 * cores) return;
+  c.warnings.push_back(fmt::format("{}: {} is more than 4 threads per core ({} cores here); using {}",
+                                   train.where("threads"), c.train.threads, cores, 4 * cores));
+  c.train.threads = 4 * cores;
+}
+
+// ---- the YAML tree -------------------------------------------------------------------------------
 
 // Flattens a YAML tree into "a.b.0.c" -> scalar text.
 void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::string, std::string>& out) {
@@ -221,19 +482,14 @@ void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::strin
   }
 }
 
-YAML::Node load_yaml_text(const std::string& yaml, const std::string& file) {
-  try {
-    return YAML::Load(yaml);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(fmt::format("{}:{}:{}: invalid YAML: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
-  }
-}
-
 void apply_override(YAML::Node& root, const Override& o, const std::string& file) {
   std::vector<std::string> parts;
   std::stringstream ss(o.path);
   for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
-  YAML::Node value = load_yaml_text(o.value, "--set " + o.path);
+  YAML::Node value = load_yaml(o.value, "--set " + o.path);
+  if (value.IsNull())
+    throw ConfigError(fmt::format("{}: --set {}={}: a null value would remove the setting; give a value "
+                                  "(\"\" for an empty text) or leave the key out", file, o.path, o.value));
   // Walk with fresh handles (yaml-cpp node assignment rebinds, it does not copy into the tree).
   std::vector<YAML::Node> chain{root};
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
@@ -254,6 +510,30 @@ void apply_override(YAML::Node& root, const Override& o, const std::string& file
   chain.back()[parts.back()] = value;
 }
 
+// Unknown sections first, so a misspelt one is not reported as a missing one.
+void reject_unknown_sections(const YAML::Node& root, const std::string& file) {
+  static const std::vector<std::string> sections{"model", "data", "train", "optimizer", "checkpoint", "log", "sample", "stages"};
+  for (const auto& kv : root) {
+    if (std::find(sections.begin(), sections.end(), kv.first.Scalar()) == sections.end())
+      throw ConfigError(fmt::format("{}:{}: {}: unknown section (known: {})", file, kv.first.Mark().line + 1,
+                                    kv.first.Scalar(), fmt::format("{}", fmt::join(sections, ", "))));
+  }
+}
+
+YAML::Node section_node(YamlSection& top, const std::string& name, bool required) {
+  if (required && !top.has(name)) top.fail(name, "missing section");
+  return top.child(name);
+}
+
+// A section read whole into `obj` (an absent optional one leaves it at its defaults).
+template <typename S>
+void read_section(YamlSection& top, const std::string& name, const Fields<S>& fields, S& obj, bool required,
+                  bool has_stages = false) {
+  YamlSection s(section_node(top, name, required), top.file(), name);
+  read_fields(fields, s, obj, has_stages);
+  s.finish();
+}
+
 }  // namespace
 
 Override parse_override(const std::string& text) {
@@ -265,111 +545,47 @@ Override parse_override(const std::string& text) {
   Override o{text.substr(0, eq), text.substr(eq + 1)};
   if (o.path.find('.') == std::string::npos) throw bad("the key needs a section");
   if (o.path.front() == '.' || o.path.back() == '.' || o.path.find("..") != std::string::npos) throw bad("empty key part");
+  if (o.value.find_first_not_of(" \t") == std::string::npos)
+    throw bad("empty value, which would remove the setting (write key=\"\" for an empty text)");
   return o;
 }
 
 RunConfig parse_run_config(const std::string& yaml, const std::string& file, const std::vector<Override>& overrides) {
-  YAML::Node root = load_yaml_text(yaml, file);
+  YAML::Node root = load_yaml(yaml, file);
   if (!root.IsMap()) throw ConfigError(file + ": expected a mapping of sections (model, data, train, optimizer, ...)");
   for (const auto& o : overrides) apply_override(root, o, file);
+  reject_unknown_sections(root, file);
 
-  // Unknown sections first, so a misspelt one is not reported as a missing one.
-  static const std::vector<std::string> sections{"model", "data", "train", "optimizer", "checkpoint", "log", "sample", "stages"};
-  for (const auto& kv : root) {
-    if (std::find(sections.begin(), sections.end(), kv.first.Scalar()) == sections.end())
-      throw ConfigError(fmt::format("{}:{}: {}: unknown section (known: {})", file, kv.first.Mark().line + 1,
-                                    kv.first.Scalar(), fmt::format("{}", fmt::join(sections, ", "))));
-  }
   YamlSection top(root, file, "");
   RunConfig c;
   c.file = file;
-  if (!top.has("model")) top.fail("model", "missing section");
-  c.model = model_config_from_yaml(top.child("model"), file);
   c.explicit_stages = top.has("stages");
   const YAML::Node stages_node = top.child("stages");
-
-  if (!top.has("data")) top.fail("data", "missing section");
-  c.data = read_data(top.child("data"), file, !c.explicit_stages);
-
-  if (!top.has("train")) top.fail("train", "missing section");
-  YamlSection train(top.child("train"), file, "train");
-  c.train = read_train(train, !c.explicit_stages);
-
-  if (!top.has("optimizer")) top.fail("optimizer", "missing section");
-  YamlSection opt(top.child("optimizer"), file, "optimizer");
-  c.optimizer = read_optimizer(opt);
-
-  {
-    YamlSection s(top.child("checkpoint"), file, "checkpoint");
-    auto& k = c.checkpoint;
-    k.dir = s.optional<std::string>("dir", c.train.run_dir + "/checkpoints", "a directory");
-    k.every_steps = s.optional<int64_t>("every_steps", 1000, "a positive integer", positive_int);
-    k.keep = s.optional<int64_t>("keep", 3, "a positive integer (checkpoints kept)", positive_int);
-    k.resume = read_enum(s, "resume", ResumeMode::auto_);
-    k.init_from = s.optional<std::string>("init_from", "", "a checkpoint directory or a .pth file");
-    s.finish();
-  }
-  {
-    YamlSection s(top.child("log"), file, "log");
-    c.log.every_steps = s.optional<int64_t>("every_steps", 10, "a positive integer", positive_int);
-    c.log.peak_auto = s.has("peak_tflops") && s.child("peak_tflops").IsScalar() && s.child("peak_tflops").Scalar() == "auto";
-    if (!c.log.peak_auto)
-      c.log.peak_tflops = s.optional<double>("peak_tflops", 0.0,
-                                             "a non-negative number (TFLOP/s; 0: no MFU) or auto (found at startup)",
-                                             non_negative_real);
-    s.finish();
-  }
-  {
-    YamlSection s(top.child("sample"), file, "sample");
-    c.sample.prompt = s.optional<std::string>("prompt", "", "a text");
-    c.sample.length = s.optional<int64_t>("length", 0, "a non-negative integer", non_negative_int);
-    c.sample.temperature = s.optional<double>("temperature", 1.0, "a non-negative number (0: greedy)", non_negative_real);
-    s.finish();
-  }
-
-  if (c.explicit_stages) {
-    c.stages = read_stages(stages_node, file, c);
-    for (size_t i = 0; i < c.stages.size(); ++i) {
-      YamlSection s(stages_node[i], file, fmt::format("stages[{}]", i));
-      check_batch(c, c.stages[i], s, s.has("micro_batch") ? "micro_batch" : s.has("grad_accum") ? "grad_accum" : "ctx_len");
-    }
-  } else {
-    Stage st;
-    st.ctx_len = c.data.ctx_len;
-    st.micro_batch = c.train.micro_batch;
-    st.grad_accum = c.train.grad_accum;
-    check_batch(c, st, train, "micro_batch");
-    const int64_t spe = c.train.epoch_samples / st.global_batch();
-    st.steps = c.train.epoch_count * spe;
-    st.lr_init = c.optimizer.lr_init;
-    st.lr_final = c.optimizer.lr_final;
-    st.warmup_steps = c.optimizer.warmup_steps;
-    st.constant_steps = c.optimizer.constant_epochs * spe;
-    st.lr_mult = c.optimizer.lr_mult;
-    if (c.optimizer.constant_epochs > c.train.epoch_count)
-      opt.fail("constant_epochs", fmt::format("{} exceeds train.epoch_count = {}", c.optimizer.constant_epochs,
-                                              c.train.epoch_count));
-    c.stages.push_back(st);
-  }
-
-  // Device constraints known before start (device: auto is checked again once resolved).
-  if (c.train.device == DeviceKind::cuda && c.model.n_embd % 32 != 0)
-    train.fail("device", fmt::format("cuda needs model.n_embd to be a multiple of 32, got {}", c.model.n_embd));
-  if (c.train.device == DeviceKind::cpu && c.train.precision == Precision::bf16)
-    train.fail("precision", "bf16 needs device cuda (the CPU path trains in fp32)");
-
+  c.model = model_config_from_yaml(section_node(top, "model", true), file);
+  read_section(top, "data", data_fields(), c.data, true, c.explicit_stages);
+  YamlSection train(section_node(top, "train", true), file, "train");
+  read_fields(train_fields(), train, c.train, c.explicit_stages);
   train.finish();
+  YamlSection opt(section_node(top, "optimizer", true), file, "optimizer");
+  read_fields(optimizer_fields(), opt, c.optimizer);
   opt.finish();
+  c.checkpoint.dir = c.train.run_dir + "/checkpoints";
+  read_section(top, "checkpoint", checkpoint_fields(), c.checkpoint, false);
+  read_section(top, "log", log_fields(), c.log, false);
+  read_section(top, "sample", sample_fields(), c.sample, false);
+
+  if (c.explicit_stages)
+    c.stages = read_stages(stages_node, file, c);
+  else
+    c.stages.push_back(implicit_stage(c, train, opt));
+  check_device(c, train);
+  cap_threads(c, train);
   top.finish();
   return c;
 }
 
 RunConfig load_run_config(const std::string& file, const std::vector<Override>& overrides) {
-  std::ifstream in(file);
-  if (!in) throw ConfigError(file + ": cannot open the config file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_run_config(ss.str(), file, overrides);
+  return parse_run_config(read_config_text(file), file, overrides);
 }
 
 int64_t RunConfig::total_steps() const {
@@ -381,104 +597,24 @@ int64_t RunConfig::total_steps() const {
 std::string RunConfig::to_yaml() const {
   YAML::Emitter e;
   e << YAML::BeginMap;
-  e << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "n_layer" << YAML::Value << model.n_layer;
-  e << YAML::Key << "n_embd" << YAML::Value << model.n_embd;
-  e << YAML::Key << "vocab_size" << YAML::Value << model.vocab_size;
-  e << YAML::Key << "dim_att" << YAML::Value << model.dim_att;
-  e << YAML::Key << "dim_ffn" << YAML::Value << model.dim_ffn;
-  e << YAML::EndMap;
-
-  e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << data.path;
-  e << YAML::Key << "tokenizer" << YAML::Value << YAML::DoubleQuoted << data.tokenizer;
-  e << YAML::Key << "sampler" << YAML::Value << name_of(data.sampler);
-  if (data.ctx_len > 0) e << YAML::Key << "ctx_len" << YAML::Value << data.ctx_len;
-  e << YAML::EndMap;
-
-  e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "run_dir" << YAML::Value << YAML::DoubleQuoted << train.run_dir;
-  e << YAML::Key << "micro_batch" << YAML::Value << train.micro_batch;
-  e << YAML::Key << "grad_accum" << YAML::Value << train.grad_accum;
-  e << YAML::Key << "epoch_samples" << YAML::Value << train.epoch_samples;
-  e << YAML::Key << "epoch_count" << YAML::Value << train.epoch_count;
-  e << YAML::Key << "max_steps" << YAML::Value << train.max_steps;
-  e << YAML::Key << "seed" << YAML::Value << train.seed;
-  e << YAML::Key << "precision" << YAML::Value << name_of(train.precision);
-  e << YAML::Key << "device" << YAML::Value << name_of(train.device);
-  e << YAML::Key << "nan_skip_limit" << YAML::Value << train.nan_skip_limit;
-  e << YAML::Key << "threads" << YAML::Value << train.threads;
-  e << YAML::Key << "activation_checkpointing" << YAML::Value << train.activation_checkpointing;
-  e << YAML::Key << "dist_timeout_s" << YAML::Value << real(train.dist_timeout_s);
-  e << YAML::Key << "zero_stage" << YAML::Value << train.zero_stage;
-  e << YAML::Key << "grad_bucket_mb" << YAML::Value << real(train.grad_bucket_mb);
-  e << YAML::Key << "overlap_grad_reduce" << YAML::Value << train.overlap_grad_reduce;
-  e << YAML::EndMap;
-
-  e << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "lr_init" << YAML::Value << real(optimizer.lr_init);
-  e << YAML::Key << "lr_final" << YAML::Value << real(optimizer.lr_final);
-  e << YAML::Key << "constant_epochs" << YAML::Value << optimizer.constant_epochs;
-  e << YAML::Key << "warmup_steps" << YAML::Value << optimizer.warmup_steps;
-  e << YAML::Key << "betas" << YAML::Value << YAML::Flow << YAML::BeginSeq << real(optimizer.beta1)
-    << real(optimizer.beta2) << YAML::EndSeq;
-  e << YAML::Key << "eps" << YAML::Value << real(optimizer.eps);
-  e << YAML::Key << "weight_decay" << YAML::Value << real(optimizer.weight_decay);
-  e << YAML::Key << "grad_clip" << YAML::Value << real(optimizer.grad_clip);
-  put_lr_mult(e, optimizer.lr_mult);
-  e << YAML::Key << "l2wrap" << YAML::Value << real(optimizer.l2wrap);
-  e << YAML::EndMap;
-
-  e << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "dir" << YAML::Value << YAML::DoubleQuoted << checkpoint.dir;
-  e << YAML::Key << "every_steps" << YAML::Value << checkpoint.every_steps;
-  e << YAML::Key << "keep" << YAML::Value << checkpoint.keep;
-  e << YAML::Key << "resume" << YAML::Value << name_of(checkpoint.resume);
-  e << YAML::Key << "init_from" << YAML::Value << YAML::DoubleQuoted << checkpoint.init_from;
-  e << YAML::EndMap;
-
-  e << YAML::Key << "log" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "every_steps" << YAML::Value << log.every_steps;
-  if (log.peak_auto)
-    e << YAML::Key << "peak_tflops" << YAML::Value << "auto";
-  else
-    e << YAML::Key << "peak_tflops" << YAML::Value << real(log.peak_tflops);
-  e << YAML::EndMap;
-
-  e << YAML::Key << "sample" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "prompt" << YAML::Value << YAML::DoubleQuoted << sample.prompt;
-  e << YAML::Key << "length" << YAML::Value << sample.length;
-  e << YAML::Key << "temperature" << YAML::Value << real(sample.temperature);
-  e << YAML::EndMap;
-
+  const auto section = [&e](const char* name, const auto& fields, const auto& obj) {
+    e << YAML::Key << name << YAML::Value;
+    write_fields(e, fields, obj);
+  };
+  section("model", model_fields(), model);
+  section("data", data_fields(), data);
+  section("train", train_fields(), train);
+  section("optimizer", optimizer_fields(), optimizer);
+  section("checkpoint", checkpoint_fields(), checkpoint);
+  section("log", log_fields(), log);
+  section("sample", sample_fields(), sample);
   if (explicit_stages) {
     e << YAML::Key << "stages" << YAML::Value << YAML::BeginSeq;
-    for (const auto& s : stages) {
-      e << YAML::BeginMap;
-      e << YAML::Key << "ctx_len" << YAML::Value << s.ctx_len;
-      e << YAML::Key << "micro_batch" << YAML::Value << s.micro_batch;
-      e << YAML::Key << "grad_accum" << YAML::Value << s.grad_accum;
-      e << YAML::Key << "steps" << YAML::Value << s.steps;
-      e << YAML::Key << "lr_init" << YAML::Value << real(s.lr_init);
-      e << YAML::Key << "lr_final" << YAML::Value << real(s.lr_final);
-      e << YAML::Key << "warmup_steps" << YAML::Value << s.warmup_steps;
-      e << YAML::Key << "constant_epochs" << YAML::Value << s.constant_steps / steps_per_epoch(s);
-      put_lr_mult(e, s.lr_mult);
-      e << YAML::EndMap;
-    }
+    for (const auto& s : stages) write_fields(e, stage_fields(), entry_of(s, steps_per_epoch(s)));
     e << YAML::EndSeq;
   }
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
-}
-
-std::string RunConfig::hash() const {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char ch : to_yaml()) {
-    h ^= ch;
-    h *= 1099511628211ull;
-  }
-  return fmt::format("{:016x}", h);
 }
 
 std::string unsafe_resume_change(const RunConfig& saved, const RunConfig& current) {
@@ -486,28 +622,27 @@ std::string unsafe_resume_change(const RunConfig& saved, const RunConfig& curren
   flatten(YAML::Load(saved.to_yaml()), "", a);
   flatten(YAML::Load(current.to_yaml()), "", b);
   const size_t saved_stages = saved.explicit_stages ? saved.stages.size() : 0;
-  const auto safe = [&](const std::string& key) {
-    // activation_checkpointing recomputes the same arithmetic: the gradients do not change.
-    static const char* prefixes[] = {"train.max_steps", "train.nan_skip_limit", "train.threads",
-                                     "train.activation_checkpointing",
-                                     // how the work is spread over ranks, not what is computed
-                                     "train.dist_timeout_s", "train.zero_stage", "train.grad_bucket_mb",
-                                     "train.overlap_grad_reduce",
-                                     "train.run_dir", "checkpoint.", "log.", "sample."};
-    for (const char* p : prefixes)
-      if (key.rfind(p, 0) == 0) return true;
-    // Stages appended after the saved ones only lengthen the run.
-    if (saved.explicit_stages && current.explicit_stages && key.rfind("stages.", 0) == 0)
-      return std::stoul(key.substr(7)) >= saved_stages;
-    return false;
+  const auto safe_change = [&](const std::string& key) {
+    // "section.key" of "section.key.sub" (betas.0, lr_mult.time_decay); "stages.key" of "stages.N.key".
+    std::string field = key;
+    if (key.rfind("stages.", 0) == 0) {
+      if (!saved.explicit_stages || !current.explicit_stages) return false;
+      // Stages appended after the saved ones only lengthen the run.
+      if (std::stoul(key.substr(7)) >= saved_stages) return true;
+      const auto dot = key.find('.', 7);
+      field = dot == std::string::npos ? "stages" : "stages" + key.substr(dot);
+    }
+    const auto second_dot = field.find('.', field.find('.') + 1);
+    const auto rule = resume_rules().find(field.substr(0, second_dot));
+    return rule != resume_rules().end() && rule->second == OnResume::safe;
   };
   for (const auto& [k, v] : a) {
     const auto it = b.find(k);
     const std::string now = it == b.end() ? "(absent)" : it->second;
-    if (now != v && !safe(k)) return fmt::format("{}: {} -> {}", k, v, now);
+    if (now != v && !safe_change(k)) return fmt::format("{}: {} -> {}", k, v, now);
   }
   for (const auto& [k, v] : b)
-    if (!a.count(k) && !safe(k)) return fmt::format("{}: (absent) -> {}", k, v);
+    if (!a.count(k) && !safe_change(k)) return fmt::format("{}: (absent) -> {}", k, v);
   return "";
 }
 

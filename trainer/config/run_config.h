@@ -1,15 +1,24 @@
 #pragma once
 // The whole YAML run config of `rwkv train`, read and validated once into typed structs before
 // any work starts. Every problem is a ConfigError naming file:line, the field and the expected
-// form (rwkv/yaml_section.h); unknown keys are rejected.
+// form (trainer/config/yaml_section.h); unknown and duplicate keys are rejected. Each section is
+// one table of fields (run_config.cpp, trainer/config/field_table.h) that drives reading with
+// defaults, validation, to_yaml and resume safety, so a field is declared once: its default is
+// the initialiser below.
 //
-// Sections: model (rwkv/model_config.h), data, train, optimizer, checkpoint, log, sample, and an
-// optional list `stages` for progressive context extension (paper §5.2, trainer/README.md "Context extension"). Without
-// `stages`, the run is one stage built from data.ctx_len and the train/optimizer sections; with
-// it, each stage inherits every field it does not set from those sections.
+// Sections: model (trainer/config/model_config_yaml.h), data, train, optimizer, checkpoint, log,
+// sample, and an optional list `stages` for progressive context extension (paper §5.2,
+// trainer/README.md "Context extension"). Without `stages`, the run is one stage built from
+// data.ctx_len and the train/optimizer sections; with it, each stage inherits every field it does
+// not set from those sections.
 //
-// Terms (trainer/README.md "Optimizer and schedule"): a step is one optimizer update of global_batch = micro_batch·grad_accum
-// samples of ctx_len+1 tokens; a mini-epoch is train.epoch_samples (40320) samples.
+// Terms (trainer/README.md "Optimizer and schedule"): a step is one optimizer update of
+// global_batch = micro_batch·grad_accum samples of ctx_len+1 tokens; a mini-epoch is
+// train.epoch_samples (40320) samples. Step, sample and token counts of the run must fit 64 bits.
+//
+// Reals that the optimizer computes with (learning rates, eps, weight decay, multipliers, l2wrap,
+// the clipping norm) must be representable in fp32, the training dtype of the weights and Adam
+// (bf16 has the same range): 0 where allowed, else between 1.2e-38 and 3.4e38.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -17,8 +26,9 @@
 #include <vector>
 
 #include "rwkv/model_config.h"
-
-namespace YAML { class Node; }
+#include "trainer/optim/adam_config.h"
+#include "trainer/optim/lr_mult.h"
+#include "trainer/optim/lr_schedule.h"
 
 namespace rwkv::trainer {
 
@@ -45,7 +55,8 @@ struct TrainConfig {
   Precision precision = Precision::auto_;
   DeviceKind device = DeviceKind::auto_;
   int64_t nan_skip_limit = 10;      // this many non-finite steps in a row stop the run
-  int64_t threads = 0;              // CPU intra-op threads (0: LibTorch's default)
+  int64_t threads = 0;              // CPU intra-op threads (0: LibTorch's default); more than
+                                    // 4 per core is capped there, with a warning
   // Recompute each block's forward in backward, keeping only block inputs (rwkv/block_recompute.h):
   // activation memory of about one block instead of L, for a third more compute. Same gradients.
   bool activation_checkpointing = false;
@@ -58,16 +69,16 @@ struct TrainConfig {
   bool overlap_grad_reduce = true;  // zero_stage 0: reduce buckets during the last backward
 };
 
-// Learning-rate multipliers by parameter-name suffix (trainer/README.md "Optimizer and schedule": time_decay 2×, time_first 3×).
-using LrMult = std::map<std::string, double>;
-
-struct OptimizerConfig {
-  double lr_init = 0, lr_final = 0;
+// The `optimizer:` section: Adam's own config (betas, eps, weight_decay; YAML `betas: [b1, b2]`),
+// the schedule in mini-epochs, clipping, multipliers and the L2Wrap factor.
+struct OptimizerConfig : AdamConfig {
+  double lr_init = 0, lr_final = 0;  // lr_final defaults to lr_init (a constant rate)
   int64_t constant_epochs = 0;      // E_c: mini-epochs at lr_init before the exponential decay
   int64_t warmup_steps = 0;
-  double beta1 = 0.9, beta2 = 0.99, eps = 1e-8;
-  double weight_decay = 0;          // decoupled, on 2-D weight matrices only
   double grad_clip = 1.0;           // global L2 norm; 0 disables
+  // trainer/optim/lr_mult.h. A given map is merged into these defaults: each given key replaces
+  // every default key it matches ("time_*" replaces both, "time_decay: 4" keeps time_first 3×);
+  // write `time_first: 1` to drop one. A key that matches no parameter of the model is an error.
   LrMult lr_mult = {{"time_decay", 2.0}, {"time_first", 3.0}};
   double l2wrap = 1e-4;             // PaLM auxiliary factor (trainer/README.md "Loss"); 0 disables
 };
@@ -92,15 +103,14 @@ struct SampleConfig {               // text printed after training (the demo)
   double temperature = 1.0;         // 0: greedy
 };
 
-// One stage of the run, fully resolved (what the loop and the LR schedule consume).
-struct Stage {
+// One stage of the run, fully resolved (what the loop consumes): its LR schedule (the length
+// `steps` included, so learning_rate takes a Stage as it is), its batch shape and multipliers.
+// In YAML a stage gives its length as one of steps, tokens (rounded up to whole steps) or
+// epoch_count (mini-epochs), and E_c as constant_epochs (its own, default 0); its lr_mult merges
+// into the optimizer's as that one does into the defaults.
+struct Stage : LrSchedule {
   int64_t ctx_len = 0;
   int64_t micro_batch = 0, grad_accum = 1;
-  int64_t steps = 0;                // length of the stage in optimizer steps
-  double lr_init = 0, lr_final = 0;
-  int64_t warmup_steps = 0;
-  int64_t constant_steps = 0;       // E_c mini-epochs in steps
-  int64_t decay_steps = 0;          // step (in the stage) where the decay reaches lr_final
   LrMult lr_mult;
 
   int64_t global_batch() const { return micro_batch * grad_accum; }
@@ -117,18 +127,21 @@ struct RunConfig {
   SampleConfig sample;
   std::vector<Stage> stages;        // at least one
   bool explicit_stages = false;     // the YAML had a `stages:` list
+  // Input read in its reasonable sense but worth telling ("file:line: train.threads: ..."): the
+  // caller prints them.
+  std::vector<std::string> warnings;
 
   int64_t total_steps() const;      // over all stages
   int64_t steps_per_epoch(const Stage& s) const { return train.epoch_samples / s.global_batch(); }
 
-  // The effective config (every default filled in) as YAML, in a fixed order: saved in the run
-  // directory and in every checkpoint. Reading it back gives the same RunConfig.
+  // The effective config (every default filled in) as YAML, in the tables' order: saved in the
+  // run directory and in every checkpoint. Reading it back gives the same RunConfig. (There is no
+  // config hash: resuming compares the checkpoint's whole config field by field, below.)
   std::string to_yaml() const;
-  // FNV-1a 64 of to_yaml(), as 16 hex digits.
-  std::string hash() const;
 };
 
-// One `--set section.key=value` (or `stages.1.ctx_len=4096`): the value is parsed as YAML.
+// One `--set section.key=value` (or `stages.1.ctx_len=4096`): the value is parsed as YAML. An
+// empty or null value is an error (it would remove the setting); `key=""` is an empty text.
 struct Override {
   std::string path, value;
 };
@@ -140,9 +153,10 @@ RunConfig load_run_config(const std::string& file, const std::vector<Override>& 
 RunConfig parse_run_config(const std::string& yaml, const std::string& file,
                            const std::vector<Override>& overrides = {});
 
-// Fields whose change keeps a resumed run exact (cadences, caps, paths, what is printed, and
-// stages appended after the existing ones). Returns the first other field whose value differs,
-// as "train.micro_batch: 8 -> 16", or "" when resuming `saved` under `current` is safe.
+// Fields whose change keeps a resumed run exact (each field's table entry says so: cadences, caps,
+// paths, how the work is spread over threads and ranks, what is printed; and stages appended
+// after the existing ones). Returns the first other field whose value differs, as
+// "train.micro_batch: 8 -> 16", or "" when resuming `saved` under `current` is safe.
 std::string unsafe_resume_change(const RunConfig& saved, const RunConfig& current);
 
 }  // namespace rwkv::trainer

@@ -15,7 +15,7 @@ namespace {
 // updates keep the replicas bit-identical without communicating the parameters.
 class ReplicatedAdam : public ParallelOptimizer {
  public:
-  ReplicatedAdam(const NamedTensors& params, const OptimizerConfig& config, Communicator& comm, int64_t bucket_bytes,
+  ReplicatedAdam(const NamedTensors& params, const AdamConfig& config, Communicator& comm, int64_t bucket_bytes,
                  bool overlap)
       : params_(params), adam_(params, config), sync_(tensors_of(params), comm, bucket_bytes, overlap) {}
 
@@ -50,7 +50,7 @@ class ReplicatedAdam : public ParallelOptimizer {
 // several ranks instead of giving one rank the embedding and another the head.
 class ShardedAdam : public ParallelOptimizer {
  public:
-  ShardedAdam(const NamedTensors& params, const OptimizerConfig& config, Communicator& comm, int64_t zero_stage,
+  ShardedAdam(const NamedTensors& params, const AdamConfig& config, Communicator& comm, int64_t zero_stage,
               int64_t bucket_bytes)
       : params_(params), config_(config), comm_(comm), stage_(zero_stage) {
     const int64_t world = comm.world_size(), rank = comm.rank();
@@ -219,7 +219,7 @@ class ShardedAdam : public ParallelOptimizer {
   NamedTensors params_;
   std::vector<int64_t> offsets_;  // of each parameter in the flat view
   int64_t total_ = 0;
-  OptimizerConfig config_;
+  AdamConfig config_;
   Communicator& comm_;
   int64_t stage_;
   std::vector<Bucket> buckets_;
@@ -231,7 +231,7 @@ class ShardedAdam : public ParallelOptimizer {
 
 }  // namespace
 
-std::unique_ptr<ParallelOptimizer> make_parallel_optimizer(const NamedTensors& params, const OptimizerConfig& config,
+std::unique_ptr<ParallelOptimizer> make_parallel_optimizer(const NamedTensors& params, const AdamConfig& config,
                                                            Communicator& comm, int64_t zero_stage, int64_t bucket_bytes,
                                                            bool overlap_grad_reduce) {
   if (zero_stage == 0) return std::make_unique<ReplicatedAdam>(params, config, comm, bucket_bytes, overlap_grad_reduce);

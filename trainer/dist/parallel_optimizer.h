@@ -58,7 +58,7 @@ class ParallelOptimizer {
 };
 
 // `params` in the same order on every rank (contiguous fp32 tensors on one device).
-std::unique_ptr<ParallelOptimizer> make_parallel_optimizer(const NamedTensors& params, const OptimizerConfig& config,
+std::unique_ptr<ParallelOptimizer> make_parallel_optimizer(const NamedTensors& params, const AdamConfig& config,
                                                            Communicator& comm, int64_t zero_stage, int64_t bucket_bytes,
                                                            bool overlap_grad_reduce = false);
 

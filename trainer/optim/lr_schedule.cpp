@@ -5,7 +5,7 @@
 
 namespace rwkv::trainer {
 
-double learning_rate(const Stage& s, int64_t step) {
+double learning_rate(const LrSchedule& s, int64_t step) {
   double lr = s.lr_init;
   const int64_t decay_span = s.steps - s.constant_steps;
   if (s.lr_final != s.lr_init && decay_span > 0) {

@@ -7,18 +7,7 @@
 
 namespace rwkv::trainer {
 
-double lr_multiplier(const std::string& name, const LrMult& mult) {
-  const auto dot = name.rfind('.');
-  const std::string last = dot == std::string::npos ? name : name.substr(dot + 1);
-  double m = 1.0;
-  for (const auto& [key, value] : mult) {
-    const bool wildcard = !key.empty() && key.back() == '*';
-    if (wildcard ? last.rfind(key.substr(0, key.size() - 1), 0) == 0 : last == key) m *= value;
-  }
-  return m;
-}
-
-Adam::Adam(NamedTensors params, const OptimizerConfig& config) : config_(config) {
+Adam::Adam(NamedTensors params, const AdamConfig& config) : config_(config) {
   torch::NoGradGuard no_grad;
   for (auto& [name, p] : params) {
     TORCH_CHECK(p.scalar_type() == torch::kFloat32, "Adam keeps fp32 master weights; ", name, " is ",
@@ -36,7 +25,7 @@ bool fusable(const torch::Tensor& t) {
 }  // namespace
 
 void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
-                 double plr, bool decay, int64_t t, const OptimizerConfig& config) {
+                 double plr, bool decay, int64_t t, const AdamConfig& config) {
   torch::NoGradGuard no_grad;
   const double bc1 = 1.0 - std::pow(config.beta1, static_cast<double>(t));
   const double bc2 = 1.0 - std::pow(config.beta2, static_cast<double>(t));

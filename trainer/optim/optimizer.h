@@ -17,21 +17,17 @@
 #include <utility>
 #include <vector>
 
-#include "trainer/config/run_config.h"
+#include "trainer/optim/adam_config.h"
+#include "trainer/optim/lr_mult.h"
 
 namespace rwkv::trainer {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
-// The multiplier of parameter `name` under `mult`: a key matches the name's last component
-// ("time_decay" matches "blocks.3.att.time_decay"); a key ending in '*' matches a prefix of it
-// ("time_*" matches every time_ parameter). Several matching keys multiply.
-double lr_multiplier(const std::string& name, const LrMult& mult);
-
 class Adam {
  public:
   // `params`: the model's named parameters (fp32 masters); moments are created as zeros.
-  Adam(NamedTensors params, const OptimizerConfig& config);
+  Adam(NamedTensors params, const AdamConfig& config);
 
   // One update from the parameters' .grad() at base learning rate `lr`, multipliers `mult`.
   void step(double lr, const LrMult& mult);
@@ -49,14 +45,14 @@ class Adam {
     bool decay;  // 2-D weight matrix: gets weight decay
   };
   std::vector<Slot> slots_;
-  OptimizerConfig config_;
+  AdamConfig config_;
   int64_t steps_ = 0;
 };
 
 // The update of one tensor (or a contiguous piece of one: ZeRO shards) at step `t`, learning
 // rate `plr` (multiplier applied), with weight decay when `decay`; all four tensors alike.
 void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
-                 double plr, bool decay, int64_t t, const OptimizerConfig& config);
+                 double plr, bool decay, int64_t t, const AdamConfig& config);
 
 // The global L2 norm of all gradients (in double; +inf/NaN when any gradient is non-finite).
 double global_grad_norm(const NamedTensors& params);

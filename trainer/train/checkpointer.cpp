@@ -11,7 +11,6 @@ Checkpointer::Checkpointer(const RunConfig& config, TrainStep& step, Communicato
       dir_(config.checkpoint.dir),
       keep_(config.checkpoint.keep),
       config_yaml_(config.to_yaml()),
-      config_hash_(config.hash()),
       // Rank 0 alone writes while the others wait: a big checkpoint takes minutes, more than a
       // collective may. A rank 0 that dies meanwhile is noticed at once (its connection closes),
       // so the long wait only covers slow disks.
@@ -31,7 +30,6 @@ std::filesystem::path Checkpointer::save(const TrainProgress& progress) {
       for (const auto& [name, p] : step_.params()) ck.weights[name] = p;
       capture_rng(ck);
       ck.config_yaml = config_yaml_;
-      ck.config_hash = config_hash_;
       message = save_checkpoint(dir_, ck, keep_).string();
     } catch (const std::exception& e) {
       ok = false;

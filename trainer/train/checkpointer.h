@@ -25,7 +25,7 @@ class Checkpointer {
   Communicator& comm_;
   std::filesystem::path dir_;
   int64_t keep_;
-  std::string config_yaml_, config_hash_;
+  std::string config_yaml_;
   std::chrono::milliseconds wait_;
 };
 

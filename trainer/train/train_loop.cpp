@@ -10,7 +10,7 @@
 #include <optional>
 
 #include "data/sampler.h"
-#include "rwkv/yaml_section.h"
+#include "trainer/config/yaml_section.h"
 #include "trainer/dist/communicator.h"
 #include "trainer/io/atomic_file.h"
 #include "trainer/train/checkpointer.h"

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "rwkv/model.h"
-#include "rwkv/yaml_section.h"
+#include "trainer/config/yaml_section.h"
 #include "trainer/bench/flops_peak.h"
 #include "trainer/config/run_config.h"
 

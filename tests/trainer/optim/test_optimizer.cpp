@@ -12,7 +12,7 @@
 using namespace rwkv::trainer;
 
 TEST_CASE("LR schedule: warmup, constant phase, exponential decay to lr_final", "[optim]") {
-  Stage s;
+  LrSchedule s;
   s.lr_init = 6e-4;
   s.lr_final = 1e-5;
   s.steps = 1000;
@@ -50,7 +50,7 @@ TEST_CASE("the fused CPU Adam update equals the formula in double over many thre
   // 3 chunks of kernels/adam_cpu.cpp's grain plus a tail that fills no SIMD vector.
   const int64_t n = 3 * (1 << 15) + 7;
   torch::manual_seed(11);
-  OptimizerConfig oc;
+  AdamConfig oc;
   oc.weight_decay = 0.05;
   torch::Tensor p = torch::randn({n}), m = torch::zeros({n}), v = torch::zeros({n});
   torch::Tensor pd = p.to(torch::kFloat64), md = m.to(torch::kFloat64), vd = v.to(torch::kFloat64);
@@ -73,7 +73,7 @@ TEST_CASE("the fused CPU Adam update equals the formula in double over many thre
 TEST_CASE("Adam equals torch::optim::Adam/AdamW step for step, per-group lr, decay on matrices", "[optim]") {
   torch::manual_seed(3);
   const auto w0 = torch::randn({4, 5}), d0 = torch::randn({5});
-  OptimizerConfig oc;
+  AdamConfig oc;
   oc.weight_decay = 0.1;
   auto w = w0.clone().requires_grad_(), d = d0.clone().requires_grad_();
   Adam ours({{"blocks.0.att.key.weight", w}, {"blocks.0.att.time_decay", d}}, oc);

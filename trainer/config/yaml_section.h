@@ -2,6 +2,7 @@
 // Strict reading of one YAML mapping into typed fields, shared by every config section
 // (model, data, train, ...). Errors name the file, the line and the expected form; keys that no
 // reader asked for are rejected by finish(), so a typo never silently falls back to a default.
+// The config's field tables (trainer/config/field_table.h) are written on top of it.
 //
 //   YamlSection s(node, "configs/x.yaml", "model");
 //   cfg.n_layer = s.required<int64_t>("n_layer", "a positive integer", [](auto v) { return v > 0; });
@@ -21,6 +22,15 @@ class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// Parses YAML text; `file` labels messages. Throws ConfigError for a syntax error (file:line:col)
+// and for a key given twice in one mapping (yaml-cpp would keep the first silently), naming both
+// lines and the key's path ("train.micro_batch", "stages[1].ctx_len").
+YAML::Node load_yaml(const std::string& text, const std::string& file);
+// The text of a config file; one that cannot be read is a ConfigError naming it.
+std::string read_config_text(const std::string& path);
+// load_yaml of a config file.
+YAML::Node load_yaml_file(const std::string& path);
 
 class YamlSection {
  public:
@@ -42,6 +52,7 @@ class YamlSection {
   void finish() const;
 
   const std::string& file() const { return file_; }
+  const std::string& path() const { return path_; }
   std::string where(const std::string& key) const;  // "file:line: path.key"
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
 
