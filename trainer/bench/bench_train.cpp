@@ -15,8 +15,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
-#include <sstream>
 
 #include "kernels/cuda_runtime_info.h"
 #include "rwkv/wkv.h"
@@ -33,25 +31,14 @@ namespace {
 
 using trainer::StepPhase;
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open the config file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A YAML whose only section is `model:`.
-bool model_only(const std::string& yaml) {
-  try {
-    const YAML::Node root = YAML::Load(yaml);
-    if (!root.IsMap()) return false;
-    for (const auto& kv : root)
-      if (kv.first.Scalar() != "model") return false;
-    return true;
-  } catch (const YAML::Exception&) {
-    return false;  // parse_run_config reports it with file:line
-  }
+// A YAML whose only section is `model:` (a model file, as `rwkv info` takes). Invalid YAML is the
+// ConfigError (file:line) parse_run_config would give.
+bool model_only(const std::string& yaml, const std::string& file) {
+  const YAML::Node root = load_yaml(yaml, file);
+  if (!root.IsMap()) return false;
+  for (const auto& kv : root)
+    if (kv.first.Scalar() != "model") return false;
+  return true;
 }
 
 // Per-step phase times in ms: forward + loss and backward, each summed over the micro-batches,
@@ -229,9 +216,9 @@ torch::Device bench_device(const std::string& device) {
 }
 
 trainer::RunConfig bench_train_config(const TrainOptions& o) {
-  const std::string yaml = read_text(o.config);
+  const std::string yaml = read_config_text(o.config);
   std::vector<trainer::Override> overrides;
-  if (model_only(yaml))
+  if (model_only(yaml, o.config))
     overrides = {{"data.path", "random-tokens"}, {"data.ctx_len", "512"},   {"train.run_dir", "unused"},
                  {"train.micro_batch", "8"},     {"train.epoch_count", "1"}, {"optimizer.lr_init", "6.0e-4"}};
   const torch::Device dev = bench_device(o.device);

@@ -6,50 +6,14 @@
 
 #include "trainer/config/yaml_section.h"
 #include "trainer/config/run_config.h"
+#include "tests/trainer/config/run_config_fixture.h"
 #include "tests/support/test_util.h"
 
 using namespace rwkv::trainer;
+using rwkv::trainer::test::error_of;
+using rwkv::trainer::test::kBase;
+using rwkv::trainer::test::with;
 
-namespace {
-
-const std::string kBase = R"(model:
-  n_layer: 2
-  n_embd: 64
-  vocab_size: 256
-data:
-  path: corpus
-  sampler: magic_prime
-  ctx_len: 128
-train:
-  run_dir: runs/t
-  micro_batch: 8
-  grad_accum: 2
-  epoch_count: 10
-optimizer:
-  lr_init: 6.0e-4
-  lr_final: 1.0e-5
-  constant_epochs: 4
-  warmup_steps: 50
-)";
-
-// Replaces the first occurrence of `from` in kBase.
-std::string with(const std::string& from, const std::string& to) {
-  std::string s = kBase;
-  const auto at = s.find(from);
-  REQUIRE(at != std::string::npos);
-  return s.replace(at, from.size(), to);
-}
-
-std::string error_of(const std::string& yaml, const std::vector<Override>& o = {}) {
-  try {
-    parse_run_config(yaml, "cfg.yaml", o);
-  } catch (const rwkv::ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-}  // namespace
 
 TEST_CASE("run config: defaults of the recipe and the implicit single stage", "[config]") {
   const auto c = parse_run_config(kBase, "cfg.yaml");
