@@ -25,8 +25,6 @@ Timing time_runs(int runs, int warmup, const torch::Device& device, const std::f
 nlohmann::json to_json(const Timing& t);
 // Writes `j` to `path` (when not empty), throwing with the path when it cannot.
 void write_json(const std::string& path, const nlohmann::json& j);
-// Throws before any work when `path` (not empty) is in a directory that does not exist.
-void check_json_path(const std::string& path);
 
 struct WkvOptions {
   int64_t B = 8, T = 1024, C = 768;

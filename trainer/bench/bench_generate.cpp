@@ -47,7 +47,6 @@ void bench_generate(const GenerateOptions& o) {
     throw std::invalid_argument("bench generate: --tokens and --chunk must be positive, --warmup non-negative");
   for (const int64_t c : o.ctx)
     if (c < 0) throw std::invalid_argument(fmt::format("bench generate: --ctx {} is negative", c));
-  check_json_path(o.json);
   const torch::Device dev(o.device);
   if (dev.is_cuda() && !torch::cuda::is_available())
     throw std::invalid_argument("bench generate: --device " + o.device + " but torch sees no CUDA device");

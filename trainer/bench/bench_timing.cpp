@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "trainer/bench/bench.h"
+#include "trainer/io/atomic_file.h"
 
 namespace rwkv::bench {
 
@@ -32,16 +33,12 @@ nlohmann::json to_json(const Timing& t) {
 
 void write_json(const std::string& path, const nlohmann::json& j) {
   if (path.empty()) return;
-  std::ofstream out(path, std::ios::trunc);
-  out << j.dump(2) << "\n";
-  if (!out) throw std::runtime_error("bench: cannot write --json " + path);
-}
-
-void check_json_path(const std::string& path) {
-  if (path.empty()) return;
-  const std::filesystem::path dir = std::filesystem::absolute(path).parent_path();
-  if (!std::filesystem::is_directory(dir))
-    throw std::invalid_argument("bench: cannot write --json " + path + ": no directory " + dir.string());
+  // Atomically: a failed write (a full disk) leaves an earlier file as it was.
+  io::write_atomically(path, [&](const std::filesystem::path& temp) {
+    std::ofstream out(temp, std::ios::trunc);
+    out << j.dump(2) << "\n";
+    if (!out.flush()) throw std::runtime_error("bench: cannot write --json " + path);
+  });
 }
 
 }  // namespace rwkv::bench

@@ -248,7 +248,6 @@ trainer::StepResult TrainBench::step(const trainer::TrainStep::Batch& batch, con
 void bench_train(const TrainOptions& o) {
   if ((o.micro_batch && *o.micro_batch < 1) || (o.ctx && *o.ctx < 1) || o.steps < 1 || o.warmup < 0)
     throw std::invalid_argument("bench train: --micro-batch, --ctx and --steps must be positive, --warmup non-negative");
-  check_json_path(o.json);
   const trainer::RunConfig cfg = bench_train_config(o);
   const torch::Device requested = bench_device(o.device);
   const torch::Device dev = trainer::resolve_device(cfg, requested.has_index() ? requested.index() : 0);

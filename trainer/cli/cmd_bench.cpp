@@ -1,9 +1,29 @@
 // `rwkv bench wkv|train|generate`: registration of the options; the benchmarks themselves are in
 // trainer/bench/bench_*.cpp (trainer/bench/bench.h).
+#include <torch/torch.h>
+
 #include "trainer/bench/bench.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/option_checks.h"
+#include "trainer/io/output_path.h"
 
 namespace rwkv::cli {
+
+namespace {
+
+// --json and --force of one benchmark; the file is checked before the benchmark runs.
+struct JsonOut {
+  bool force = false;
+  void add(CLI::App* cmd, std::string& path) {
+    cmd->add_option("--json", path, "also write the figures to this JSON file");
+    cmd->add_flag("--force", force, io::kForceHelp);
+  }
+  void check(const std::string& path, const std::vector<std::filesystem::path>& inputs) const {
+    if (!path.empty()) io::check_output_path(path, io::OutputKind::json, force, inputs, "--json");
+  }
+};
+
+}  // namespace
 
 void add_bench_command(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "Benchmarks: figures with median/min/max, as a table and --json");
@@ -16,11 +36,15 @@ void add_bench_command(CLI::App& app) {
   wkv->add_option("--C", w.C, "channels")->capture_default_str();
   wkv->add_option("--runs", w.runs, "timed runs")->capture_default_str();
   wkv->add_option("--warmup", w.warmup, "untimed runs first")->capture_default_str();
-  wkv->add_option("--device", w.device, "cpu or cuda[:N]")->capture_default_str();
+  wkv->add_option("--device", w.device, "cpu or cuda[:N]")->check(device_name)->capture_default_str();
   wkv->add_option("--dtype", w.dtype, "k/v dtype")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
   wkv->add_flag("--no-loop", w.no_loop, "time only the op, not the ATen per-step loop");
-  wkv->add_option("--json", w.json, "also write the figures to this JSON file");
-  wkv->callback([] { bench::bench_wkv(w); });
+  static JsonOut w_out;
+  w_out.add(wkv, w.json);
+  wkv->callback([] {
+    w_out.check(w.json, {});
+    bench::bench_wkv(w);
+  });
 
   static bench::TrainOptions t;
   auto* train = bench->add_subcommand(
@@ -32,10 +56,16 @@ void add_bench_command(CLI::App& app) {
       "--ctx", [](const int64_t& v) { t.ctx = v; }, "tokens per sequence (default: the config's first stage)");
   train->add_option("--steps", t.steps, "timed steps")->capture_default_str();
   train->add_option("--warmup", t.warmup, "untimed steps first")->capture_default_str();
-  train->add_option("--device", t.device, "auto, cpu or cuda[:N] (the CPU step is fp32)")->capture_default_str();
+  train->add_option("--device", t.device, "auto, cpu or cuda[:N] (the CPU step is fp32)")
+      ->check(device_name)
+      ->capture_default_str();
   train->add_option("--set", t.sets, "override a config field: section.key=value")->allow_extra_args(false);
-  train->add_option("--json", t.json, "also write the figures to this JSON file");
-  train->callback([] { bench::bench_train(t); });
+  static JsonOut t_out;
+  t_out.add(train, t.json);
+  train->callback([] {
+    t_out.check(t.json, {t.config});
+    bench::bench_train(t);
+  });
 
   static bench::GenerateOptions g;
   auto* gen = bench->add_subcommand("generate", "RNN-mode generation tokens/s and memory after given contexts");
@@ -45,9 +75,13 @@ void add_bench_command(CLI::App& app) {
   gen->add_option("--tokens", g.tokens, "timed generated tokens per context")->capture_default_str();
   gen->add_option("--chunk", g.chunk, "prefill chunk (tokens per parallel-mode call)")->capture_default_str();
   gen->add_option("--warmup", g.warmup, "untimed generated tokens first")->capture_default_str();
-  gen->add_option("--device", g.device, "cpu or cuda[:N]")->capture_default_str();
-  gen->add_option("--json", g.json, "also write the figures to this JSON file");
-  gen->callback([] { bench::bench_generate(g); });
+  gen->add_option("--device", g.device, "cpu or cuda[:N]")->check(device_name)->capture_default_str();
+  static JsonOut g_out;
+  g_out.add(gen, g.json);
+  gen->callback([] {
+    g_out.check(g.json, {g.source});
+    bench::bench_generate(g);
+  });
 }
 
 }  // namespace rwkv::cli

@@ -12,6 +12,7 @@
 
 #include "data/token_dataset.h"
 #include "trainer/io/atomic_file.h"
+#include "trainer/io/output_path.h"
 #include "trainer/cli/commands.h"
 #include "trainer/inference/evaluate.h"
 #include "trainer/inference/inference_setup.h"
@@ -22,6 +23,7 @@ namespace {
 
 struct EvalArgs {
   std::string source, data, tokenizer, dump, device = "auto";
+  bool force = false;
   trainer::EvalOptions options{.ctx_len = 0};
 };
 
@@ -67,11 +69,18 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--tokenizer", args->tokenizer, "byte or a tokenizer.json (default: the checkpoint's, else byte)");
   cmd->add_option("--dump-logprobs", args->dump, "JSONL, one line per predicted token: pos, token, logprob");
   cmd->add_option("--device", args->device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
+  cmd->add_flag("--force", args->force, io::kForceHelp);
   cmd->callback([args] {
+    if (!args->dump.empty()) {
+      std::vector<std::filesystem::path> inputs{args->source, args->data};
+      if (!args->tokenizer.empty()) inputs.emplace_back(args->tokenizer);
+      io::check_output_path(args->dump, io::OutputKind::json, args->force, inputs, "--dump-logprobs");
+    }
     InferenceSetup setup = load_for_inference(args->source, args->tokenizer, args->device);
     const std::filesystem::path path(args->data);
     const std::unique_ptr<data::TokenDataset> data =
         path.extension() == ".txt" ? std::make_unique<TextTokens>(path, *setup.tokenizer) : data::open_token_dataset(path);
+    data::check_token_ids(*data, setup.model->config().vocab_size, "the model's vocab_size");
     trainer::EvalOptions options = args->options;
     if (options.ctx_len == 0) options.ctx_len = setup.ctx_len > 0 ? setup.ctx_len : 1024;
     const auto bytes = trainer::token_byte_lengths(*setup.tokenizer, setup.model->config().vocab_size);

@@ -6,6 +6,7 @@
 
 #include "trainer/cli/commands.h"
 #include "trainer/checkpoint/model_source.h"
+#include "trainer/io/output_path.h"
 
 namespace rwkv::cli {
 
@@ -17,6 +18,7 @@ struct ExportArgs {
   std::string dtype = "bf16";
   std::string out;
   int64_t ctx_len = 0;  // 0: the checkpoint's training ctx_len, else 1024
+  bool force = false;
 };
 
 int64_t parameter_count(const io::NamedTensors& tensors) {
@@ -44,14 +46,16 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("--ctx-len", args->ctx_len,
                   "context_length written to an HF config.json (default: the checkpoint's ctx_len, else 1024)")
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--force", args->force, io::kForceHelp);
   cmd->callback([args] {
+    const io::WeightFormat format = args->format == "hf"            ? io::WeightFormat::HfFolder
+                                    : args->format == "safetensors" ? io::WeightFormat::Safetensors
+                                                                    : io::WeightFormat::Pth;
+    io::check_output_path(args->out, io::output_kind(format), args->force, {args->source}, "--out");
     const io::ModelSource source =
         io::read_model_source(args->source, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
     const io::ModelWeights& weights = source.weights;
     const int64_t ctx_len = args->ctx_len > 0 ? args->ctx_len : source.ctx_len > 0 ? source.ctx_len : 1024;
-    const io::WeightFormat format = args->format == "hf"            ? io::WeightFormat::HfFolder
-                                    : args->format == "safetensors" ? io::WeightFormat::Safetensors
-                                                                    : io::WeightFormat::Pth;
     io::write_model_weights(weights, format, args->out, io::parse_weight_dtype(args->dtype), ctx_len);
     const ModelConfig& c = weights.config;
     fmt::print("exported {}: {} tensors ({} parameters; n_layer {}, n_embd {}, vocab_size {}) as {} {} to {}\n",

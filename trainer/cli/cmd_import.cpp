@@ -9,6 +9,7 @@
 
 #include "trainer/cli/commands.h"
 #include "trainer/config/model_config_yaml.h"
+#include "trainer/io/output_path.h"
 #include "trainer/io/weight_files.h"
 
 namespace rwkv::cli {
@@ -20,6 +21,7 @@ struct ImportArgs {
   std::string out;
   std::string config;
   std::string dtype = "fp32";
+  bool force = false;
 };
 
 }  // namespace
@@ -33,10 +35,16 @@ void add_import_command(CLI::App& app) {
   cmd->add_option("--dtype", args->dtype, "fp32 | bf16 | fp16 (training keeps fp32 master weights)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
+  cmd->add_flag("--force", args->force, io::kForceHelp);
   cmd->callback([args] {
     const std::filesystem::path out(args->out);
     if (out.extension() != ".pth" && out.extension() != ".safetensors")
-      throw std::runtime_error(fmt::format("--out {}: expected a .pth or .safetensors file name", args->out));
+      throw io::OutputRefused(fmt::format("--out {}: expected a .pth or .safetensors file name", args->out));
+    const io::WeightFormat format =
+        out.extension() == ".pth" ? io::WeightFormat::Pth : io::WeightFormat::Safetensors;
+    std::vector<std::filesystem::path> inputs{args->source};
+    if (!args->config.empty()) inputs.emplace_back(args->config);
+    io::check_output_path(out, io::output_kind(format), args->force, inputs, "--out");
     const io::ModelWeights weights = io::read_model_weights(args->source);
     if (!args->config.empty()) {
       const YAML::Node root = load_yaml_file(args->config);
@@ -45,8 +53,6 @@ void add_import_command(CLI::App& app) {
       const ModelConfig expected = model_config_from_yaml(root["model"], args->config);
       io::check_model_weights(weights, expected, fmt::format("{} (against {})", args->source, args->config));
     }
-    const io::WeightFormat format =
-        out.extension() == ".pth" ? io::WeightFormat::Pth : io::WeightFormat::Safetensors;
     io::write_model_weights(weights, format, out, io::parse_weight_dtype(args->dtype), 0);
     const ModelConfig& c = weights.config;
     fmt::print("imported {} (n_layer {}, n_embd {}, vocab_size {}, dim_att {}, dim_ffn {}) into {} as {}\n",

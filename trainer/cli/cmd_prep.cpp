@@ -7,6 +7,7 @@
 #include "data/prep.h"
 #include "data/tokenizer.h"
 #include "trainer/cli/commands.h"
+#include "trainer/io/output_path.h"
 
 namespace rwkv::cli {
 
@@ -15,7 +16,7 @@ void add_prep_command(CLI::App& app) {
     std::vector<std::string> inputs;
     std::string output, tokenizer = "byte", format = "auto", on_bad_line = "skip", text_field = "text";
     int threads = 0;
-    bool quiet = false;
+    bool quiet = false, force = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -31,6 +32,7 @@ void add_prep_command(CLI::App& app) {
   cmd->add_option("--on-bad-line", args->on_bad_line, "skip (report and go on) or abort")
       ->check(CLI::IsMember({"skip", "abort"}));
   cmd->add_flag("-q,--quiet", args->quiet, "No progress line");
+  cmd->add_flag("--force", args->force, io::kForceHelp);
   cmd->callback([args] {
     data::PrepOptions opt;
     for (const auto& i : args->inputs) opt.inputs.emplace_back(i);
@@ -39,6 +41,10 @@ void add_prep_command(CLI::App& app) {
     const bool h5_name = ext == ".h5" || ext == ".hdf5";
     opt.format = args->format == "hdf5" || (args->format == "auto" && h5_name) ? data::TokenFormat::hdf5
                                                                                : data::TokenFormat::binidx;
+    std::vector<std::filesystem::path> inputs(opt.inputs.begin(), opt.inputs.end());
+    if (args->tokenizer != "byte") inputs.emplace_back(args->tokenizer);
+    io::check_output_path(opt.output, opt.format == data::TokenFormat::hdf5 ? io::OutputKind::hdf5 : io::OutputKind::binidx,
+                          args->force, inputs, "--output");
     opt.threads = args->threads;
     opt.text_field = args->text_field;
     opt.abort_on_bad_line = args->on_bad_line == "abort";

@@ -9,6 +9,7 @@
 #include "rwkv/hf_naming.h"
 #include "rwkv/reference_layout.h"
 #include "trainer/io/atomic_file.h"
+#include "trainer/io/output_path.h"
 #include "trainer/io/pth_reader.h"
 #include "trainer/io/safetensors_file.h"
 
@@ -66,6 +67,10 @@ void write_hf_folder(const fs::path& folder, const NamedTensors& reference, cons
     f.close();
     if (!f) throw std::runtime_error(fmt::format("{}: cannot write config.json", folder.string()));
     write_safetensors(temp / "model.safetensors", hf, dtype);
+    // Lets a later `rwkv export --force` replace this folder (trainer/io/output_path.h).
+    std::ofstream marker(temp / kOutputMarker);
+    marker << "written by rwkv export\n";
+    if (!marker.flush()) throw std::runtime_error(fmt::format("{}: cannot write {}", folder.string(), kOutputMarker));
   });
 }
 

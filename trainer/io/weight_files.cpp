@@ -59,6 +59,15 @@ void check_model_weights(const ModelWeights& weights, const ModelConfig& expecte
   check_reference_layout(shapes_of(weights.tensors), expected, source);
 }
 
+OutputKind output_kind(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::Pth: return OutputKind::pth;
+    case WeightFormat::Safetensors: return OutputKind::safetensors;
+    case WeightFormat::HfFolder: return OutputKind::hf_folder;
+  }
+  return OutputKind::pth;
+}
+
 void write_model_weights(const ModelWeights& weights, WeightFormat format, const fs::path& out,
                          torch::ScalarType dtype, int64_t context_length) {
   switch (format) {

@@ -12,6 +12,7 @@
 
 #include "rwkv/model_config.h"
 #include "trainer/io/named_tensors.h"
+#include "trainer/io/output_path.h"
 
 namespace rwkv::io {
 
@@ -26,6 +27,9 @@ ModelWeights read_model_weights(const std::filesystem::path& path);
 void check_model_weights(const ModelWeights& weights, const ModelConfig& expected, const std::string& source);
 
 enum class WeightFormat { Pth, HfFolder, Safetensors };
+
+// What check_output_path (trainer/io/output_path.h) counts as an earlier output of `format`.
+OutputKind output_kind(WeightFormat format);
 
 // Writes `weights` as `format` to `out` (atomically), converting to `dtype` tensor by tensor.
 // `context_length` goes into an HF folder's config.json.
