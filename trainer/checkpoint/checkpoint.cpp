@@ -160,6 +160,10 @@ void restore_rng(const Checkpoint& ckpt) {
   }
 }
 
+std::vector<fs::path> list_step_directories(const fs::path& dir) { return step_dirs(dir); }
+
+int64_t checkpoint_step(const fs::path& path) { return step_of(path); }
+
 std::vector<fs::path> list_checkpoints(const fs::path& dir) {
   std::vector<fs::path> out;
   for (const auto& p : step_dirs(dir))
@@ -200,7 +204,8 @@ fs::path save_checkpoint(const fs::path& dir, const Checkpoint& ckpt, int64_t ke
   fsync_path(final_path, O_RDONLY | O_DIRECTORY);
 
   // Keep the newest `keep` complete checkpoints; torn ones older than the newest complete go too.
-  const auto complete = list_checkpoints(dir);
+  auto complete = list_checkpoints(dir);
+  std::erase_if(complete, [&](const fs::path& p) { return step_of(p) > ckpt.progress.step; });
   const int64_t n_remove = static_cast<int64_t>(complete.size()) - keep;
   for (int64_t i = 0; i < n_remove; ++i) fs::remove_all(complete[static_cast<size_t>(i)]);
   for (const auto& p : step_dirs(dir))

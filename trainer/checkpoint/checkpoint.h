@@ -49,7 +49,8 @@ void capture_rng(Checkpoint& ckpt);
 void restore_rng(const Checkpoint& ckpt);
 
 // Writes `ckpt` as <dir>/step-<progress.step>, then keeps only the newest `keep` complete ones
-// (and removes leftover temporary directories). Returns the new checkpoint's path.
+// among it and the older ones (a newer step belongs to no run that led here: never removed) and
+// removes leftover temporary directories. Returns the new checkpoint's path.
 std::filesystem::path save_checkpoint(const std::filesystem::path& dir, const Checkpoint& ckpt, int64_t keep);
 
 // What to read back: everything (resume), or only what inference and export need (weights,
@@ -69,5 +70,9 @@ std::optional<std::pair<std::filesystem::path, Checkpoint>> load_latest_checkpoi
 
 // Complete-looking checkpoint directories under `dir` (with a COMPLETE file), oldest first.
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& dir);
+// Every step-N directory under `dir`, complete, torn or corrupt, oldest first.
+std::vector<std::filesystem::path> list_step_directories(const std::filesystem::path& dir);
+// N of a step-N directory's name; -1 for any other name.
+int64_t checkpoint_step(const std::filesystem::path& path);
 
 }  // namespace rwkv::trainer

@@ -1,4 +1,4 @@
-// `rwkv train CONFIG [--resume] [--set section.key=value]...`: validates the config, builds the
+// `rwkv train CONFIG [--resume | --restart] [--set section.key=value]...`: validates the config, builds the
 // RWKV model (trainer/train/trained_model.h) and the data, runs trainer/train/train_loop.h, then prints a generated sample when
 // sample.length > 0. SIGINT/SIGTERM checkpoint the last complete step and exit cleanly (status 0);
 // a second signal kills at once. Started by torchrun, Slurm or mpirun (trainer/dist/dist_env.h), each
@@ -45,10 +45,11 @@ std::string sample_text(RWKV& model, const data::Tokenizer& tok, const trainer::
   return s.prompt + tok.decode(std::vector<int32_t>(gen.tokens.begin(), gen.tokens.end()));
 }
 
-int train_main(const std::string& config_path, bool resume, const std::vector<std::string>& sets) {
+int train_main(const std::string& config_path, bool resume, bool restart, const std::vector<std::string>& sets) {
   std::vector<trainer::Override> overrides;
   for (const auto& s : sets) overrides.push_back(trainer::parse_override(s));
   if (resume) overrides.push_back({"checkpoint.resume", "auto"});
+  if (restart) overrides.push_back({"checkpoint.resume", "restart"});
   trainer::RunConfig cfg = trainer::load_run_config(config_path, overrides);
   if (cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(cfg.train.threads));
   const DistEnv dist = dist_env_from_process();
@@ -68,6 +69,7 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
 
   std::shared_ptr<const data::TokenDataset> dataset = data::open_token_dataset(cfg.data.path);
   if (root) fmt::print("data: {} ({} tokens)\n", dataset->describe(), dataset->size());
+  data::check_token_ids(*dataset, cfg.model.vocab_size, cfg.file + ": model.vocab_size");
   const auto tokenizer = data::load_tokenizer(cfg.data.tokenizer);
   if (tokenizer->vocab_size() > cfg.model.vocab_size)
     throw ConfigError(fmt::format("{}: model.vocab_size {} is smaller than the tokenizer's {} ids", cfg.file,
@@ -122,9 +124,15 @@ void add_train_command(CLI::App& app) {
   static bool resume = false;
   static std::vector<std::string> sets;
   cmd->add_option("config", config, "run config YAML")->required();
-  cmd->add_flag("--resume", resume, "continue from the newest complete checkpoint (= --set checkpoint.resume=auto)");
+  static bool restart = false;
+  auto* resume_flag =
+      cmd->add_flag("--resume", resume, "continue from the newest complete checkpoint (= --set checkpoint.resume=auto)");
+  cmd->add_flag("--restart", restart,
+                "start at step 0; an earlier run's checkpoints and metrics.jsonl move to <run_dir>/previous-N/ "
+                "(= --set checkpoint.resume=restart)")
+      ->excludes(resume_flag);
   cmd->add_option("--set", sets, "override a config field before validation: section.key=value")->allow_extra_args(false);
-  cmd->callback([] { train_main(config, resume, sets); });
+  cmd->callback([] { train_main(config, resume, restart, sets); });
 }
 
 }  // namespace rwkv::cli

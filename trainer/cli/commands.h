@@ -12,7 +12,7 @@ void add_prep_command(CLI::App& app);
 
 // `rwkv info CONFIG`: architecture, tensors with init rules, parameter count, FLOPs, memory.
 void add_info_command(CLI::App& app);
-// `rwkv train CONFIG [--resume] [--set k=v]...`: a pretraining run from YAML (trainer/train/train_loop.h).
+// `rwkv train CONFIG [--resume | --restart] [--set k=v]...`: a pretraining run from YAML (trainer/train/train_loop.h).
 void add_train_command(CLI::App& app);
 // `rwkv bench wkv|train|generate`: WKV op, training step (MFU) and generation figures (trainer/bench/bench.h).
 void add_bench_command(CLI::App& app);

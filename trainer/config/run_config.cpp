@@ -37,7 +37,8 @@ struct EnumNames<DeviceKind> {
 template <>
 struct EnumNames<ResumeMode> {
   static constexpr std::pair<ResumeMode, const char*> v[] = {{ResumeMode::auto_, "auto"},
-                                                             {ResumeMode::never, "never"}};
+                                                             {ResumeMode::never, "never"},
+                                                             {ResumeMode::restart, "restart"}};
 };
 
 namespace {

@@ -35,7 +35,10 @@ namespace rwkv::trainer {
 enum class SamplerKind { magic_prime, random };
 enum class Precision { auto_, fp32, bf16 };   // auto: bf16 on CUDA, fp32 on CPU
 enum class DeviceKind { auto_, cpu, cuda };   // auto: CUDA when torch sees one
-enum class ResumeMode { auto_, never };       // auto: continue from the newest complete checkpoint
+// auto: continue from the newest complete checkpoint; never: start at step 0, refused when
+// checkpoint.dir holds checkpoints; restart: move an earlier run's checkpoints and metrics.jsonl
+// into <run_dir>/previous-N/, then start at step 0 (trainer/train/run_directory.h).
+enum class ResumeMode { auto_, never, restart };
 
 struct DataConfig {
   std::string path;                 // token file from `rwkv prep`: binidx prefix or .h5 (picked by name)

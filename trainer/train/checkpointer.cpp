@@ -1,5 +1,7 @@
 #include "trainer/train/checkpointer.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -18,6 +20,30 @@ Checkpointer::Checkpointer(const RunConfig& config, TrainStep& step, Communicato
           std::chrono::milliseconds(static_cast<int64_t>(config.train.dist_timeout_s * 1000)),
           std::chrono::minutes(30))) {}
 
+namespace {
+
+// The first tensor of `tensors` with a NaN or an infinity; empty when all are finite.
+template <class Tensors>
+std::string first_non_finite(const Tensors& tensors) {
+  for (const auto& [name, t] : tensors)
+    if (!torch::isfinite(t.detach()).all().template item<bool>()) return name;
+  return {};
+}
+
+// A checkpoint is resumed as the last good state, so one of non-finite state is never written.
+void check_finite(const Checkpoint& ck, const std::filesystem::path& dir) {
+  std::string bad = first_non_finite(ck.weights);
+  if (bad.empty()) bad = first_non_finite(ck.optimizer);
+  if (bad.empty()) return;
+  const auto kept = list_checkpoints(dir);
+  throw std::runtime_error(fmt::format(
+      "step {}: not checkpointed: '{}' holds NaN or infinite values (an update made the state non-finite: "
+      "check optimizer.eps, lr and grad_clip); the newest complete checkpoint stays {}",
+      ck.progress.step, bad, kept.empty() ? std::string("(none)") : kept.back().string()));
+}
+
+}  // namespace
+
 std::filesystem::path Checkpointer::save(const TrainProgress& progress) {
   Checkpoint ck;
   ck.progress = progress;
@@ -30,6 +56,7 @@ std::filesystem::path Checkpointer::save(const TrainProgress& progress) {
       for (const auto& [name, p] : step_.params()) ck.weights[name] = p;
       capture_rng(ck);
       ck.config_yaml = config_yaml_;
+      check_finite(ck, dir_);
       message = save_checkpoint(dir_, ck, keep_).string();
     } catch (const std::exception& e) {
       ok = false;

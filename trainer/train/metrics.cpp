@@ -1,11 +1,18 @@
 #include "trainer/train/metrics.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <sstream>
+#include <utility>
 #include <vector>
 
 namespace rwkv::trainer {
@@ -29,7 +36,35 @@ std::string metrics_json(const MetricsRow& r) {
   return j.dump();
 }
 
-MetricsLog::MetricsLog(const std::filesystem::path& file, int64_t resume_step) {
+namespace {
+
+// Appends one whole line or, when a write fails, none: a partial write is cut off again (errno
+// stays that of the failed write).
+bool append_whole_line(int fd, const std::string& line) {
+  const off_t start = ::lseek(fd, 0, SEEK_END);
+  for (size_t written = 0; written < line.size();) {
+    const ssize_t n = ::write(fd, line.data() + written, line.size() - written);
+    if (n > 0) {
+      written += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    const int err = n == 0 ? EIO : errno;
+    // Should even this fail, the reader drops the one line that does not parse.
+    if (written > 0 && start >= 0) {
+      [[maybe_unused]] const int ignored = ::ftruncate(fd, start);
+    }
+    errno = err;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const std::filesystem::path& file, int64_t resume_step,
+                       std::function<void(const std::string&)> warn)
+    : file_(file), warn_(warn ? std::move(warn) : [](const std::string& w) { std::fprintf(stderr, "warning: %s\n", w.c_str()); }) {
   std::vector<std::string> kept;
   if (std::filesystem::exists(file)) {
     std::ifstream in(file);
@@ -41,19 +76,52 @@ MetricsLog::MetricsLog(const std::filesystem::path& file, int64_t resume_step) {
       }
     }
     const auto tmp = file.string() + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      for (const auto& l : kept) out << l << "\n";
+    std::ofstream out(tmp, std::ios::trunc);
+    for (const auto& l : kept) out << l << "\n";
+    if (!out.flush()) {
+      std::filesystem::remove(tmp);
+      throw std::runtime_error(fmt::format("{}: cannot rewrite for the resumed run: {}; the file is unchanged",
+                                           tmp, std::strerror(errno)));
     }
+    out.close();
     std::filesystem::rename(tmp, file);
   }
-  out_.open(file, std::ios::app);
-  if (!out_) throw std::runtime_error(file.string() + ": cannot open for appending");
+  fd_ = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw std::runtime_error(fmt::format("{}: cannot open for appending: {}", file.string(), std::strerror(errno)));
+}
+
+MetricsLog::MetricsLog(MetricsLog&& other) noexcept
+    : file_(std::move(other.file_)),
+      warn_(std::move(other.warn_)),
+      fd_(std::exchange(other.fd_, -1)),
+      waiting_(std::move(other.waiting_)) {
+  other.waiting_.clear();
+}
+
+MetricsLog::~MetricsLog() {
+  if (!waiting_.empty() && !write_waiting())
+    warn_(fmt::format("{}: {} metrics records could not be written and are lost", file_.string(), waiting_.size()));
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void MetricsLog::append(const MetricsRow& row) {
-  out_ << metrics_json(row) << "\n";
-  out_.flush();
+  waiting_.push_back(metrics_json(row) + "\n");
+  write_waiting();
+}
+
+bool MetricsLog::write_waiting() {
+  if (fd_ < 0) fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  size_t done = 0;
+  while (fd_ >= 0 && done < waiting_.size() && append_whole_line(fd_, waiting_[done])) ++done;
+  const bool all = done == waiting_.size();
+  if (!all) {
+    warn_(fmt::format("{}: cannot write a metrics record: {}; {} record(s) wait and are written with the next one",
+                      file_.string(), std::strerror(errno), waiting_.size() - done));
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;  // reopened next time: the file may have been moved or replaced meanwhile
+  }
+  waiting_.erase(waiting_.begin(), waiting_.begin() + static_cast<std::ptrdiff_t>(done));
+  return all;
 }
 
 double resident_memory_gib() {

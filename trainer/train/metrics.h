@@ -3,9 +3,10 @@
 // same fields. MFU counts 6(13LD² + VD) FLOPs per trained token (rwkv/README.md "Shapes"; trainer/README.md "Throughput").
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace rwkv::trainer {
 
@@ -28,13 +29,28 @@ std::string metrics_json(const MetricsRow& row);
 
 // Appends records to <run_dir>/metrics.jsonl. Opening for a resumed run drops the records of
 // steps after `resume_step` (they were logged by the interrupted run and are about to be redone).
+// A failed write (a full disk) is reported through `warn` with the path and the errno text, and
+// undone back to the last whole line; its record waits and is written, in order, by the next
+// append that succeeds (the file is reopened), so a line is never torn and no record is lost
+// while the disk recovers.
 class MetricsLog {
  public:
-  MetricsLog(const std::filesystem::path& file, int64_t resume_step);
+  MetricsLog(const std::filesystem::path& file, int64_t resume_step,
+             std::function<void(const std::string&)> warn = {});
+  ~MetricsLog();
+  MetricsLog(MetricsLog&& other) noexcept;
+  MetricsLog& operator=(MetricsLog&&) = delete;
   void append(const MetricsRow& row);
+  // Records that failed to be written so far and wait for the next append.
+  size_t waiting() const { return waiting_.size(); }
 
  private:
-  std::ofstream out_;
+  bool write_waiting();
+
+  std::filesystem::path file_;
+  std::function<void(const std::string&)> warn_;
+  int fd_ = -1;
+  std::vector<std::string> waiting_;
 };
 
 // Resident set size of this process in GiB (Linux /proc/self/statm).

@@ -16,6 +16,7 @@
 #include "trainer/train/checkpointer.h"
 #include "trainer/train/metrics.h"
 #include "trainer/train/metrics_interval.h"
+#include "trainer/train/run_directory.h"
 #include "trainer/train/train_step.h"
 
 namespace rwkv::trainer {
@@ -101,13 +102,37 @@ Voice voice_of(bool root, const TrainControls& controls) {
           })};
 }
 
+// state.json passed its hash, but a hand-edited (or forged) one must still describe a position
+// this config can continue from.
+void check_progress(const RunConfig& cfg, const fs::path& path, const TrainProgress& p) {
+  const auto stages = static_cast<int64_t>(cfg.stages.size());
+  const auto fail = [&](const std::string& what) {
+    return std::runtime_error(fmt::format("checkpoint {}: state.json: {}; not resumable", path.string(), what));
+  };
+  for (const auto& [name, v] : {std::pair<const char*, int64_t>{"step", p.step}, {"stage", p.stage},
+                                {"stage_step", p.stage_step}, {"stage_samples", p.stage_samples},
+                                {"adam_steps", p.adam_steps}, {"skipped_total", p.skipped_total},
+                                {"skipped_in_row", p.skipped_in_row}})
+    if (v < 0) throw fail(fmt::format("{} is {}, expected >= 0", name, v));
+  if (!std::isfinite(p.tokens) || p.tokens < 0) throw fail(fmt::format("tokens is {}, expected >= 0", p.tokens));
+  if (p.stage > stages) throw fail(fmt::format("stage {} but the config has {} stage(s)", p.stage, stages));
+  if (p.stage < stages && p.stage_step > cfg.stages[static_cast<size_t>(p.stage)].steps)
+    throw fail(fmt::format("stage_step {} is past the {} steps of stage {}", p.stage_step,
+                           cfg.stages[static_cast<size_t>(p.stage)].steps, p.stage));
+  if (p.stage_step > p.step || p.adam_steps > p.step || p.skipped_in_row > p.skipped_total ||
+      p.skipped_total > p.step)
+    throw fail(fmt::format("inconsistent counters (step {}, stage_step {}, adam_steps {}, skipped {} / {} in a row)",
+                           p.step, p.stage_step, p.adam_steps, p.skipped_total, p.skipped_in_row));
+}
+
 void resume_from(const RunConfig& cfg, const fs::path& path, const Checkpoint& ck, TrainStep& step,
                  TrainProgress& progress, const Voice& voice) {
+  check_progress(cfg, path, ck.progress);
   const RunConfig saved = parse_run_config(ck.config_yaml, (path / "config.yaml").string());
   const std::string change = unsafe_resume_change(saved, cfg);
   if (!change.empty())
     throw ConfigError(fmt::format("{}: cannot resume from {}: the config changed in a field that alters the run: {} "
-                                  "(start a new run_dir, or set checkpoint.resume: never)",
+                                  "(start a new run_dir, or pass --restart to move this run's checkpoints aside and start over)",
                                   cfg.file, path.string(), change));
   copy_weights(step.params(), ck.weights, path.string());
   step.optimizer().load_full_state(ck.optimizer, ck.progress.adam_steps);
@@ -137,6 +162,10 @@ bool resume_or_init(const RunConfig& cfg, TrainEnv& env, TrainStep& step, Commun
   std::optional<std::pair<fs::path, Checkpoint>> latest;
   if (cfg.checkpoint.resume == ResumeMode::auto_) latest = load_latest_checkpoint(cfg.checkpoint.dir, voice.warn);
   agree_on_resume_step(comm, latest ? latest->second.progress.step : -1, device, cfg.checkpoint.dir);
+  if (!latest)
+    check_fresh_start(cfg, cfg.checkpoint.resume == ResumeMode::auto_
+                               ? "no checkpoint to resume from loads (see the warnings above)"
+                               : "checkpoint.resume is never");
   if (latest) {
     resume_from(cfg, latest->first, latest->second, step, progress, voice);
   } else if (!cfg.checkpoint.init_from.empty()) {
@@ -152,9 +181,44 @@ bool resume_or_init(const RunConfig& cfg, TrainEnv& env, TrainStep& step, Commun
   return latest.has_value();
 }
 
+// Rank 0 alone locks the run directory (trainer/train/run_directory.h: only it writes files) and,
+// for checkpoint.resume: restart, moves the earlier run aside; every rank learns the outcome
+// before it reads a checkpoint.
+std::unique_ptr<RunDirectoryLock> claim_run_directory(const RunConfig& cfg, Communicator& comm, const Voice& voice) {
+  std::unique_ptr<RunDirectoryLock> lock;
+  bool ok = true;
+  std::string message;
+  if (comm.is_root()) {
+    try {
+      lock = std::make_unique<RunDirectoryLock>(run_lock_dirs(cfg));
+      if (cfg.checkpoint.resume == ResumeMode::restart) {
+        const fs::path archive = archive_earlier_run(cfg);
+        if (!archive.empty()) voice.print("restart: the earlier run's checkpoints and metrics are now in " + archive.string());
+      }
+    } catch (const std::exception& e) {
+      ok = false;
+      message = e.what();
+    }
+  }
+  const auto [claimed, word] =
+      comm.root_outcome(ok, message, std::chrono::milliseconds(static_cast<int64_t>(cfg.train.dist_timeout_s * 1000)));
+  if (!claimed) throw std::runtime_error(comm.is_root() ? word : "rank 0: " + word);
+  return lock;
+}
+
+// Rank 0, once the start is known: an earlier run's metrics.jsonl is kept under another name
+// (fresh start); checkpoints newer than the resumed one are set aside, so nothing removes them.
+void keep_earlier_records(const RunConfig& cfg, bool resumed, int64_t step, const Voice& voice) {
+  if (resumed) {
+    set_aside_newer_checkpoints(cfg, step, voice.warn);
+  } else if (const fs::path old = rotate_metrics(cfg); !old.empty()) {
+    voice.print("metrics.jsonl of an earlier start kept as " + old.string());
+  }
+}
+
 // Rank 0 prepares the run directory: creates it, writes the effective config as config.yaml and
 // opens metrics.jsonl (dropping records after `resume_step`). The other ranks get no log.
-std::optional<MetricsLog> prepare_run_directory(const RunConfig& cfg, bool root, int64_t resume_step) {
+std::optional<MetricsLog> prepare_run_directory(const RunConfig& cfg, bool root, int64_t resume_step, const Sink& warn) {
   std::optional<MetricsLog> log;
   if (!root) return log;
   const fs::path run_dir = cfg.train.run_dir;
@@ -165,7 +229,7 @@ std::optional<MetricsLog> prepare_run_directory(const RunConfig& cfg, bool root,
     out << config_yaml;
     if (!out.flush()) throw std::runtime_error(temp.string() + ": cannot write");
   });
-  log.emplace(run_dir / "metrics.jsonl", resume_step);
+  log.emplace(run_dir / "metrics.jsonl", resume_step, warn);
   return log;
 }
 
@@ -230,8 +294,11 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
 
   TrainReport report;
   TrainProgress& progress = report.progress;
+  check_run_paths(cfg);
+  const std::unique_ptr<RunDirectoryLock> lock = claim_run_directory(cfg, comm, voice);
   report.resumed = resume_or_init(cfg, env, step, comm, device, voice, progress);
-  std::optional<MetricsLog> metrics_log = prepare_run_directory(cfg, comm.is_root(), progress.step);
+  if (comm.is_root()) keep_earlier_records(cfg, report.resumed, progress.step, voice);
+  std::optional<MetricsLog> metrics_log = prepare_run_directory(cfg, comm.is_root(), progress.step, voice.warn);
   Checkpointer checkpointer(cfg, step, comm);
   MetricsInterval interval(cfg.train.epoch_samples, cfg.log.peak_tflops, env.forward_flops_per_token,
                            comm.world_size());
