@@ -236,6 +236,9 @@ BinIdxDataset::BinIdxDataset(const std::filesystem::path& path) : prefix_(binidx
                                       st.st_size, num_tokens_, elem_size_, expected));
   }
   bin_len_ = static_cast<size_t>(st.st_size);
+  bin_dev_ = st.st_dev;
+  bin_ino_ = st.st_ino;
+  bin_mtime_ns_ = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   if (bin_len_ > 0) {
     void* m = ::mmap(nullptr, bin_len_, PROT_READ, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED) {
@@ -249,6 +252,20 @@ BinIdxDataset::BinIdxDataset(const std::filesystem::path& path) : prefix_(binidx
 
 BinIdxDataset::~BinIdxDataset() {
   if (bin_) ::munmap(const_cast<unsigned char*>(bin_), bin_len_);
+}
+
+void BinIdxDataset::check_unchanged() const {
+  const auto bin_path = with_suffix(prefix_, ".bin");
+  struct stat st {};
+  if (::stat(bin_path.c_str(), &st) != 0)
+    throw error(bin_path, fmt::format("gone while in use: {}", std::strerror(errno)));
+  const int64_t mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  if (st.st_dev != bin_dev_ || st.st_ino != bin_ino_)
+    throw error(bin_path, "replaced by another file while in use; restart the run on the new file (--resume)");
+  if (static_cast<size_t>(st.st_size) != bin_len_ || mtime_ns != bin_mtime_ns_)
+    throw error(bin_path, fmt::format("changed while in use ({} bytes at open, {} now): another process truncated or "
+                                      "rewrote it; the data must not change under a run",
+                                      bin_len_, st.st_size));
 }
 
 int64_t BinIdxDataset::document_offset(int64_t d) const {

@@ -68,6 +68,7 @@ class BinIdxDataset final : public TokenDataset {
   int64_t document_offset(int64_t d) const override;
   void read(int64_t pos, int64_t n, int64_t* out) const override;
   std::string describe() const override;
+  void check_unchanged() const override;
   BinIdxDType dtype() const { return dtype_; }
 
  private:
@@ -78,6 +79,9 @@ class BinIdxDataset final : public TokenDataset {
   std::vector<int64_t> doc_offsets_;  // token offsets of documents, plus the end
   const unsigned char* bin_ = nullptr;
   size_t bin_len_ = 0;
+  // The .bin's identity at open: device, inode, size and modification time.
+  uint64_t bin_dev_ = 0, bin_ino_ = 0;
+  int64_t bin_mtime_ns_ = 0;
 };
 
 }  // namespace rwkv::data

@@ -292,6 +292,12 @@ PrepStats prepare_tokens(const PrepOptions& opt, const Tokenizer& tok, const Pre
   }
   flush(bytes_before);
   while (written < submitted) write_next();
+  // An empty dataset trains nothing; most often the lines were all bad or the field is wrong.
+  if (st.documents == 0)
+    throw std::runtime_error(fmt::format(
+        "no documents in {} input file(s) ({} bad lines, {} empty documents skipped): check the input format "
+        "and --text-field ({}); nothing was written",
+        files.size(), st.bad_lines, st.empty_documents, opt.text_field));
   writer->finish();
   st.input_bytes = st.total_input_bytes;
   st.seconds = elapsed();

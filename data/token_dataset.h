@@ -23,7 +23,19 @@ class TokenDataset {
   virtual void read(int64_t pos, int64_t n, int64_t* out) const = 0;
   // Human-readable description of what was opened (path, dtype), for logs.
   virtual std::string describe() const = 0;
+  // Throws std::runtime_error naming the file when it was truncated, rewritten or replaced since
+  // it was opened (a memory-mapped read past a shrunk end is a SIGBUS, not an error). Cheap: one
+  // stat(2); the trainer calls it before every batch.
+  virtual void check_unchanged() const {}
 };
+
+// Whether the ids of `d` are valid for a model of `vocab_size`, before any step needs one: all of
+// them are read when the stream holds at most `budget` tokens, else `budget` tokens in evenly
+// spaced windows over the whole stream. Throws std::runtime_error naming the dataset, the id and
+// its position on the first id that is negative or >= vocab_size (`field` names the setting,
+// e.g. "model.vocab_size").
+void check_token_ids(const TokenDataset& d, int64_t vocab_size, const std::string& field,
+                     int64_t budget = int64_t{1} << 24);
 
 // `path` may be a binidx prefix (with or without .bin/.idx) or an .h5/.hdf5 file.
 // Throws std::runtime_error naming the file and the problem when it is missing or malformed.

@@ -11,6 +11,7 @@
 
 #include "data/tokenizer.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/option_checks.h"
 #include "trainer/inference/generate.h"
 #include "trainer/inference/inference_setup.h"
 #include "trainer/train/metrics.h"
@@ -37,10 +38,12 @@ void add_generate_command(CLI::App& app) {
       ->required();
   cmd->add_option("--prompt", args->prompt, "text the generation continues (empty: the end-of-document token)");
   cmd->add_option("--tokenizer", args->tokenizer, "byte or a tokenizer.json (default: the checkpoint's, else byte)");
-  cmd->add_option("--temperature", args->sampling.temperature, "0: greedy")->capture_default_str();
+  cmd->add_option("--temperature", args->sampling.temperature, "0: greedy")
+      ->check(finite_non_negative)
+      ->capture_default_str();
   cmd->add_option("--top-p", args->sampling.top_p, "nucleus sampling mass in (0, 1]")->capture_default_str();
   cmd->add_option("--max-tokens", args->max_tokens, "tokens to generate")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--seed", args->sampling.seed, "sampler seed")->capture_default_str();
+  cmd->add_option("--seed", args->sampling.seed, "sampler seed")->check(non_negative_integer)->capture_default_str();
   cmd->add_option("--device", args->device, "auto | cpu | cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();

@@ -5,6 +5,7 @@
 
 #include "rwkv/model_config.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/option_checks.h"
 #include "trainer/config/model_config_yaml.h"
 #include "trainer/dist/memory_plan.h"
 
@@ -24,9 +25,9 @@ void add_plan_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("plan", "Per-GPU memory for DDP / ZeRO-1 / ZeRO-2 and a recommendation");
   cmd->add_option("config", args->config, "YAML config (its model: section is used)")->required();
   cmd->add_option("--gpus", args->gpus, "number of GPUs (ranks)")->check(CLI::PositiveNumber);
-  cmd->add_option("--gpu-mem", args->gpu_mem_gb, "memory per GPU in GB")->check(CLI::PositiveNumber);
+  cmd->add_option("--gpu-mem", args->gpu_mem_gb, "memory per GPU in GB")->check(finite_positive);
   cmd->add_option("--reserve", args->reserve_gb, "GB per GPU kept for the CUDA context and allocator")
-      ->check(CLI::NonNegativeNumber);
+      ->check(finite_non_negative);
   cmd->add_option("--micro-batch", args->micro_batch, "sequences per GPU per micro-step")->check(CLI::PositiveNumber);
   cmd->add_option("--ctx", args->ctx, "context length")->check(CLI::PositiveNumber);
   cmd->add_flag("--fp32", args->fp32, "fp32 compute (the CPU path) instead of bf16");

@@ -6,6 +6,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "rwkv/rnn.h"
 
 namespace rwkv::trainer {
@@ -19,8 +21,9 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 }  // namespace
 
 void check_sampling_options(const SamplingOptions& o) {
-  if (!(o.temperature >= 0))
-    throw std::invalid_argument(fmt::format("--temperature: expected a value >= 0 (0 is greedy), got {}", o.temperature));
+  if (!(std::isfinite(o.temperature) && o.temperature >= 0))
+    throw std::invalid_argument(
+        fmt::format("--temperature: expected a finite value >= 0 (0 is greedy), got {}", o.temperature));
   if (!(o.top_p > 0 && o.top_p <= 1))
     throw std::invalid_argument(fmt::format("--top-p: expected a value in (0, 1], got {}", o.top_p));
 }

@@ -131,21 +131,25 @@ SafetensorsReader::SafetensorsReader(const fs::path& path) : path_(path) {
     e.dtype = it->second;
     const auto& shape = info["shape"];
     if (!shape.is_array()) bad("shape is not an array");
-    uint64_t numel = 1;
+    uint64_t numel = 1, bytes = 0;
     for (const auto& d : shape) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0) bad(fmt::format("bad shape {}", shape.dump()));
       e.shape.push_back(d.get<int64_t>());
-      numel *= static_cast<uint64_t>(e.shape.back());
+      // A product that wraps around 2^64 could match small data_offsets and then ask for an
+      // impossible allocation.
+      if (__builtin_mul_overflow(numel, static_cast<uint64_t>(e.shape.back()), &numel))
+        bad(fmt::format("shape {} has more elements than 2^64", shape.dump()));
     }
+    if (__builtin_mul_overflow(numel, c10::elementSize(e.dtype), &bytes) || bytes > data_size)
+      bad(fmt::format("shape {} needs more bytes than the file's {} data bytes", shape.dump(), data_size));
     const auto& off = info["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       bad(fmt::format("data_offsets {} is not [begin, end]", off.dump()));
     e.begin = off[0].get<uint64_t>();
     e.end = off[1].get<uint64_t>();
-    if (e.end < e.begin || e.end - e.begin != numel * c10::elementSize(e.dtype))
+    if (e.end < e.begin || e.end - e.begin != bytes)
       bad(fmt::format("data_offsets {} hold {} bytes, shape {} of {} needs {}", off.dump(),
-                      e.end >= e.begin ? e.end - e.begin : 0, shape.dump(), code.get<std::string>(),
-                      numel * c10::elementSize(e.dtype)));
+                      e.end >= e.begin ? e.end - e.begin : 0, shape.dump(), code.get<std::string>(), bytes));
     if (e.end > data_size)
       bad(fmt::format("data ends at byte {} but the file holds only {} data bytes (truncated file)",
                       e.end, data_size));
