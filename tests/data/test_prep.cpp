@@ -213,7 +213,7 @@ TEST_CASE("rwkv prep CLI prints the summary and fails cleanly on bad input", "[d
   const auto before = fs::file_size(dir / "book.bin");
   write_file(dir / "bad.jsonl", "{oops\n");
   REQUIRE(rwkv::test::run(bin + " prep " + (dir / "bad.jsonl").string() + " -o " + (dir / "book").string() +
-                              " --on-bad-line abort",
+                              " --on-bad-line abort --force",
                           &out) != 0);
   REQUIRE_THAT(out, Catch::Contains("bad.jsonl:1: invalid JSON"));
   REQUIRE(fs::file_size(dir / "book.bin") == before);

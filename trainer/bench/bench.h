@@ -26,6 +26,10 @@ nlohmann::json to_json(const Timing& t);
 // Writes `j` to `path` (when not empty), throwing with the path when it cannot.
 void write_json(const std::string& path, const nlohmann::json& j);
 
+// `--device` of `command` ("bench wkv", ...) through trainer::resolve_device; its errors get the
+// command and flag in front.
+torch::Device device_flag(const std::string& value, const std::string& command);
+
 struct WkvOptions {
   int64_t B = 8, T = 1024, C = 768;
   int runs = 5, warmup = 1;

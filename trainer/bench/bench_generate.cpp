@@ -47,9 +47,7 @@ void bench_generate(const GenerateOptions& o) {
     throw std::invalid_argument("bench generate: --tokens and --chunk must be positive, --warmup non-negative");
   for (const int64_t c : o.ctx)
     if (c < 0) throw std::invalid_argument(fmt::format("bench generate: --ctx {} is negative", c));
-  const torch::Device dev(o.device);
-  if (dev.is_cuda() && !torch::cuda::is_available())
-    throw std::invalid_argument("bench generate: --device " + o.device + " but torch sees no CUDA device");
+  const torch::Device dev = device_flag(o.device, "bench generate");
   std::string what;
   RWKV model = load_model(o.source, dev, what);
   const ModelConfig& config = model->config();

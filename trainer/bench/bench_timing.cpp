@@ -5,7 +5,9 @@
 #include <fstream>
 
 #include "trainer/bench/bench.h"
-#include "trainer/io/atomic_file.h"
+
+#include "common/durable_file.h"
+#include "trainer/config/device.h"
 
 namespace rwkv::bench {
 
@@ -33,12 +35,15 @@ nlohmann::json to_json(const Timing& t) {
 
 void write_json(const std::string& path, const nlohmann::json& j) {
   if (path.empty()) return;
-  // Atomically: a failed write (a full disk) leaves an earlier file as it was.
-  io::write_atomically(path, [&](const std::filesystem::path& temp) {
-    std::ofstream out(temp, std::ios::trunc);
-    out << j.dump(2) << "\n";
-    if (!out.flush()) throw std::runtime_error("bench: cannot write --json " + path);
-  });
+  write_file_durably(path, j.dump(2) + "\n");
+}
+
+torch::Device device_flag(const std::string& value, const std::string& command) {
+  try {
+    return trainer::resolve_device(value);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(command + ": --device " + e.what());
+  }
 }
 
 }  // namespace rwkv::bench

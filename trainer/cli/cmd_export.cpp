@@ -21,7 +21,7 @@ struct ExportArgs {
   bool force = false;
 };
 
-int64_t parameter_count(const io::NamedTensors& tensors) {
+int64_t parameter_count(const NamedTensors& tensors) {
   int64_t n = 0;
   for (const auto& t : tensors) n += t.tensor.numel();
   return n;

@@ -11,8 +11,8 @@
 #include <optional>
 
 #include "rwkv/model_config.h"
-#include "trainer/io/named_tensors.h"
 #include "trainer/io/output_path.h"
+#include "trainer/io/weight_dtype.h"
 
 namespace rwkv::io {
 

@@ -12,7 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include <sstream>
-#include <utility>
+
+#include "common/durable_file.h"
 #include <vector>
 
 namespace rwkv::trainer {
@@ -75,16 +76,9 @@ MetricsLog::MetricsLog(const std::filesystem::path& file, int64_t resume_step,
         // a line torn by the interruption: dropped
       }
     }
-    const auto tmp = file.string() + ".tmp";
-    std::ofstream out(tmp, std::ios::trunc);
-    for (const auto& l : kept) out << l << "\n";
-    if (!out.flush()) {
-      std::filesystem::remove(tmp);
-      throw std::runtime_error(fmt::format("{}: cannot rewrite for the resumed run: {}; the file is unchanged",
-                                           tmp, std::strerror(errno)));
-    }
-    out.close();
-    std::filesystem::rename(tmp, file);
+    std::string content;
+    for (const auto& l : kept) content += l + "\n";
+    write_file_durably(file, content);
   }
   fd_ = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw std::runtime_error(fmt::format("{}: cannot open for appending: {}", file.string(), std::strerror(errno)));

@@ -71,7 +71,7 @@ int fuzz(const std::string& seed, uint64_t rng_seed, Feed feed) {
   return accepted;
 }
 
-rwkv::io::NamedTensors sample_tensors() {
+rwkv::NamedTensors sample_tensors() {
   return {{"emb.weight", torch::randn({4, 3})}, {"blocks.0.att.time_decay", torch::randn({3})},
           {"head.weight", torch::randn({2, 3}).to(torch::kBFloat16)}};
 }

@@ -120,8 +120,8 @@ TEST_CASE("a resume sets newer unreadable checkpoints aside; retention keeps che
 
   // save_checkpoint alone: a newer step in the folder is not this run's to remove
   Checkpoint c;
-  c.weights["w"] = torch::ones({2});
-  c.optimizer["exp_avg.w"] = torch::zeros({2});
+  c.weights = {{"w", torch::ones({2})}};
+  c.optimizer = {{"exp_avg.w", torch::zeros({2})}};
   capture_rng(c);
   rwkv::test::TempDir lone("rwkv-retention");
   for (int64_t step : {9, 1, 2}) {
@@ -183,9 +183,9 @@ TEST_CASE("state that turned non-finite is never checkpointed", "[train]") {
   auto env = tt::make_env(cfg);
   auto c = tt::quiet();
   c.warn = [](const std::string&) {};
-  c.after_backward = [](const TrainProgress& p, const NamedTensors& params) {
+  c.after_backward = [](const TrainProgress& p, const rwkv::NamedTensors& params) {
     torch::NoGradGuard no_grad;
-    if (p.step == 2) params.front().second.view(-1)[0] = std::numeric_limits<float>::quiet_NaN();
+    if (p.step == 2) params.front().tensor.view(-1)[0] = std::numeric_limits<float>::quiet_NaN();
   };
   CHECK_THROWS_WITH(run_training(cfg, env, c),
                     Catch::Contains("step 4: not checkpointed") && Catch::Contains("step-00000002"));
