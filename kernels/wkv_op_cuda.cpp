@@ -18,8 +18,8 @@ WkvIo io_of(const at::Tensor& k) {
 }
 
 // The switch for the chunked forward: RWKV_WKV_CHUNK=N (tokens per chunk) turns it on; unset or 0
-// keeps the one-thread-per-(b, c) kernel. Off by default until gpu-check.sh has measured where
-// it pays (small B·C, long T).
+// keeps the one-thread-per-(b, c) kernel. Off by default until the GPU bundle
+// (scripts/gpu-bundle.sh) has measured where it pays (small B·C, long T).
 int64_t forward_chunk_tokens() {
   const char* env = std::getenv("RWKV_WKV_CHUNK");
   if (env == nullptr || *env == '\0') return 0;
