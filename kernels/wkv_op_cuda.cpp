@@ -42,9 +42,9 @@ void wkv_forward_cuda(const WkvForwardArgs& a) {
   if (chunk > 0 && chunk < p.T) {
     const at::Tensor scratch = at::empty({3, (p.T + chunk - 1) / chunk, p.B, p.C}, a.w.options());
     C10_CUDA_CHECK(
-        wkv_cuda_forward_chunked(io, p, chunk, scratch.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()));
+        cuda::wkv_forward_chunked(io, p, chunk, scratch.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()));
   } else {
-    C10_CUDA_CHECK(wkv_cuda_forward(io, p, c10::cuda::getCurrentCUDAStream()));
+    C10_CUDA_CHECK(cuda::wkv_forward(io, p, c10::cuda::getCurrentCUDAStream()));
   }
 }
 
@@ -72,7 +72,7 @@ void wkv_backward_cuda(const WkvBackwardArgs& a, const at::Tensor& workspace) {
                           a.g_bb0.data_ptr<float>(),
                           a.g_pp0.data_ptr<float>(),
                           workspace.data_ptr<float>()};
-  C10_CUDA_CHECK(wkv_cuda_backward(io, p, c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(cuda::wkv_backward(io, p, c10::cuda::getCurrentCUDAStream()));
 }
 
 }  // namespace rwkv::kernels
