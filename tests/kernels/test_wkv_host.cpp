@@ -109,6 +109,9 @@ double naive_error(const Problem& p, const Tensor& y) {
 // form's other order), one bf16 rounding step (2^-8) for bf16 I/O.
 double io_tolerance(torch::ScalarType io) { return io == torch::kBFloat16 ? 4e-3 : 2e-5; }
 constexpr double kStateTolerance = 2e-5;  // the state is fp32 for either I/O dtype
+// The chunked form combines chunk states in another order and rounds n·w in the exponent of each
+// combination: up to ~400 fp32 ulps of the final state on these inputs (2.3e-5 measured).
+constexpr double kChunkedStateTolerance = 1e-4;
 
 }  // namespace
 
@@ -137,7 +140,7 @@ TEST_CASE("host-run chunked WKV forward kernels equal the CPU op for every chunk
         const double ey = max_scaled_diff(got.y, ref.y), es = state_diff(got, ref);
         CAPTURE(s.B, s.T, s.C, io, chunk, ey, es);
         CHECK(ey < io_tolerance(io));
-        CHECK(es < kStateTolerance);
+        CHECK(es < kChunkedStateTolerance);
       }
     }
 }
