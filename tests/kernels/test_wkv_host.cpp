@@ -1,6 +1,7 @@
 // The WKV CUDA kernels, run on the host (kernels/wkv_host.h: the same source as the GPU's, g++
 // and a loop over blocks × threads), against the CPU op (kernels/wkv_op.h) and the naive formula
-// in double (tests/kernels/wkv_reference.h): what a GPU would compute, short of the device's expf.
+// in double (tests/kernels/wkv_reference.h): what a GPU would compute, short of the device's expf,
+// from the pointers kernels/wkv_op_cuda.cpp would pass (wkv_kernel_args).
 // Shapes make B·C not a multiple of the 128-thread block; chunk sizes cover 1, a middle one,
 // T − 1, T and more than T; every case carries an initial state and checks the final state, and
 // the backward checks the initial state's gradients. Outputs start as NaN, so an element the
@@ -31,8 +32,6 @@ Tensor nan_tensor(at::IntArrayRef shape) {
   return torch::full(shape, std::numeric_limits<float>::quiet_NaN(), torch::kFloat32);
 }
 
-kernels::WkvIo io_of(const Tensor& k) { return k.scalar_type() == torch::kBFloat16 ? kernels::WkvIo::bf16 : kernels::WkvIo::f32; }
-
 // One problem in the kernels' dtypes: w = -exp(time_decay) and u in fp32, k and v in `io`, and a
 // carried initial state: the CPU op's final state after a random 9-token prefix.
 struct Problem {
@@ -62,15 +61,14 @@ Forward cpu_forward(const Problem& p) {
 // chunk 0: the sequential kernel; otherwise the chunked one.
 Forward host_forward(const Problem& p, int64_t chunk) {
   Forward f{nan_like(p.k), p.aa0.clone(), p.bb0.clone(), p.pp0.clone()};
-  const kernels::WkvCudaForward a{p.k.size(0),           p.k.size(1),           p.k.size(2),          p.w.data_ptr<float>(),
-                                  p.u.data_ptr<float>(), p.k.data_ptr(),        p.v.data_ptr(),       f.y.data_ptr(),
-                                  f.aa.data_ptr<float>(), f.bb.data_ptr<float>(), f.pp.data_ptr<float>()};
+  const kernels::WkvCudaForward a = kernels::wkv_kernel_args({p.w, p.u, p.k, p.v, f.aa, f.bb, f.pp, f.y});
+  const kernels::WkvIo io = kernels::wkv_kernel_io(p.k);
   kernels::host::cudaError_t status;
   if (chunk == 0) {
-    status = kernels::host::wkv_forward(io_of(p.k), a, nullptr);
+    status = kernels::host::wkv_forward(io, a, nullptr);
   } else {
     Tensor scratch = nan_tensor({3, (a.T + chunk - 1) / chunk, a.B, a.C});
-    status = kernels::host::wkv_forward_chunked(io_of(p.k), a, chunk, scratch.data_ptr<float>(), nullptr);
+    status = kernels::host::wkv_forward_chunked(io, a, chunk, scratch.data_ptr<float>(), nullptr);
   }
   REQUIRE(status == kernels::host::cudaSuccess);
   return f;
@@ -173,28 +171,11 @@ Backward host_backward(const Problem& p, const Cotangents& g) {
   Backward r{nan_like(p.k),   nan_like(p.k),   nan_like(p.aa0), nan_like(p.aa0),
              nan_like(p.aa0), nan_like(p.aa0), nan_like(p.aa0)};
   Tensor workspace = nan_tensor({3, p.k.size(0), p.k.size(1), p.k.size(2)});
-  const kernels::WkvCudaBackward a{p.k.size(0),
-                                   p.k.size(1),
-                                   p.k.size(2),
-                                   p.w.data_ptr<float>(),
-                                   p.u.data_ptr<float>(),
-                                   p.k.data_ptr(),
-                                   p.v.data_ptr(),
-                                   g.gy.data_ptr(),
-                                   p.aa0.data_ptr<float>(),
-                                   p.bb0.data_ptr<float>(),
-                                   p.pp0.data_ptr<float>(),
-                                   g.g_aa_T.data_ptr<float>(),
-                                   g.g_bb_T.data_ptr<float>(),
-                                   r.gk.data_ptr(),
-                                   r.gv.data_ptr(),
-                                   r.gw.data_ptr<float>(),
-                                   r.gu.data_ptr<float>(),
-                                   r.g_aa0.data_ptr<float>(),
-                                   r.g_bb0.data_ptr<float>(),
-                                   r.g_pp0.data_ptr<float>(),
-                                   workspace.data_ptr<float>()};
-  REQUIRE(kernels::host::wkv_backward(io_of(p.k), a, nullptr) == kernels::host::cudaSuccess);
+  const kernels::WkvCudaBackward a = kernels::wkv_kernel_args(
+      {p.w, p.u, p.k, p.v, p.aa0, p.bb0, p.pp0, g.gy, g.g_aa_T, g.g_bb_T, r.gk, r.gv, r.gw, r.gu, r.g_aa0, r.g_bb0,
+       r.g_pp0},
+      workspace);
+  REQUIRE(kernels::host::wkv_backward(kernels::wkv_kernel_io(p.k), a, nullptr) == kernels::host::cudaSuccess);
   return r;
 }
 
