@@ -1,5 +1,7 @@
 #include "data/binidx.h"
 
+#include "common/durable_file.h"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
@@ -119,7 +121,7 @@ void BinIdxWriter::add_document(std::span<const int32_t> tokens) {
 
 void BinIdxWriter::finish() {
   if (finished_) return;
-  if (std::fflush(bin_) != 0 || fsync(fileno(bin_)) != 0 || std::fclose(bin_) != 0) {
+  if (std::fflush(bin_) != 0 || std::fclose(bin_) != 0) {
     bin_ = nullptr;
     throw error(bin_tmp_, fmt::format("write failed: {}", std::strerror(errno)));
   }
@@ -147,7 +149,7 @@ void BinIdxWriter::finish() {
     v.resize(n_doc_idx);
     for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int64_t>(i);
     write_all(idx, v.data(), v.size() * 8, idx_tmp_);
-    if (std::fflush(idx) != 0 || fsync(fileno(idx)) != 0)
+    if (std::fflush(idx) != 0)
       throw error(idx_tmp_, fmt::format("write failed: {}", std::strerror(errno)));
   } catch (...) {
     std::fclose(idx);
@@ -156,8 +158,8 @@ void BinIdxWriter::finish() {
   if (std::fclose(idx) != 0) throw error(idx_tmp_, "write failed on close");
   // .bin first: a reader needs the .idx, so a crash between the renames leaves no valid pair
   // that is stale against the other.
-  std::filesystem::rename(bin_tmp_, with_suffix(prefix_, ".bin"));
-  std::filesystem::rename(idx_tmp_, with_suffix(prefix_, ".idx"));
+  commit_durably(bin_tmp_, with_suffix(prefix_, ".bin"));
+  commit_durably(idx_tmp_, with_suffix(prefix_, ".idx"));
   finished_ = true;
 }
 

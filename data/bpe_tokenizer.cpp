@@ -202,62 +202,40 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view input) const {
   }
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
-  size_t start = 0;
-  const auto flush = [&](size_t end) {
-    if (end > start) {
-      const std::string_view seg = text.substr(start, end - start);
-      if (nfc_) {
-        const std::string n = nfc(seg);
-        encode_normalized(n, out);
-      } else {
-        encode_normalized(seg, out);
-      }
-    }
-  };
-  if (raw_added_.empty()) {
-    flush(text.size());
-    return out;
-  }
-  for (size_t i = 0; i < text.size();) {
-    int32_t id = -1;
-    const size_t len = raw_added_.match(text, i, &id);
-    if (len > 0) {
-      flush(i);
-      out.push_back(id);
-      i += len;
-      start = i;
-    } else {
-      ++i;
-    }
-  }
-  flush(text.size());
+  raw_added_.split(
+      text, [&](std::string_view segment) { encode_normalized(nfc_ ? std::string_view(nfc(segment)) : segment, out); },
+      out);
   return out;
 }
 
 void BpeTokenizer::encode_normalized(std::string_view text, std::vector<int32_t>& out) const {
+  normalized_added_.split(
+      text,
+      [&](std::string_view segment) {
+        thread_local std::vector<std::string_view> pieces;
+        pieces.clear();
+        gpt2_split(segment, pieces);
+        for (const auto p : pieces) encode_piece(p, out);
+      },
+      out);
+}
+
+void BpeTokenizer::Trie::split(std::string_view text, const std::function<void(std::string_view)>& encode_text,
+                               std::vector<int32_t>& out) const {
   size_t start = 0;
-  const auto flush = [&](size_t end) {
-    if (end <= start) return;
-    thread_local std::vector<std::string_view> pieces;
-    pieces.clear();
-    gpt2_split(text.substr(start, end - start), pieces);
-    for (const auto p : pieces) encode_piece(p, out);
-  };
-  if (!normalized_added_.empty()) {
-    for (size_t i = 0; i < text.size();) {
-      int32_t id = -1;
-      const size_t len = normalized_added_.match(text, i, &id);
-      if (len > 0) {
-        flush(i);
-        out.push_back(id);
-        i += len;
-        start = i;
-      } else {
-        ++i;
-      }
+  for (size_t i = 0; i < text.size() && !empty();) {
+    int32_t id = -1;
+    const size_t len = match(text, i, &id);
+    if (len == 0) {
+      ++i;
+      continue;
     }
+    if (i > start) encode_text(text.substr(start, i - start));
+    out.push_back(id);
+    i += len;
+    start = i;
   }
-  flush(text.size());
+  if (text.size() > start) encode_text(text.substr(start));
 }
 
 void BpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& out) const {

@@ -14,6 +14,7 @@
 // dropout, subword prefixes, lstrip/rstrip/single_word) are rejected with an error naming them.
 #include <array>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -46,6 +47,10 @@ class BpeTokenizer final : public Tokenizer {
     // Length of the longest token starting at s[i] (0 if none); *id receives its id.
     size_t match(std::string_view s, size_t i, int32_t* id) const;
     bool empty() const { return nodes.size() == 1; }
+    // Splits `text` at every added token (leftmost-longest): each stretch between them goes to
+    // `encode_text`, each added token's id to `out`, in text order.
+    void split(std::string_view text, const std::function<void(std::string_view)>& encode_text,
+               std::vector<int32_t>& out) const;
   };
 
   void encode_normalized(std::string_view text, std::vector<int32_t>& out) const;

@@ -1,5 +1,7 @@
 #include "data/hdf5_tokens.h"
 
+#include "common/durable_file.h"
+
 #include <fmt/format.h>
 #include <hdf5.h>
 
@@ -108,7 +110,7 @@ void Hdf5TokenWriter::finish() {
     file_id_ = -1;
     if (st < 0) throw error(tmp_, "closing the HDF5 file failed");
   }
-  std::filesystem::rename(tmp_, file_);
+  commit_durably(tmp_, file_);
   finished_ = true;
 }
 

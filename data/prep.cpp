@@ -205,59 +205,31 @@ std::vector<fs::path> expand_prep_inputs(const std::vector<fs::path>& inputs) {
   return out;
 }
 
-PrepStats prepare_tokens(const PrepOptions& opt, const Tokenizer& tok, const PrepProgress& progress,
-                         const PrepWarning& warn) {
-  const auto files = expand_prep_inputs(opt.inputs);
-  std::vector<std::string> names;
-  names.reserve(files.size());
-  PrepStats st;
-  for (const auto& f : files) {
-    names.push_back(f.string());
-    st.total_input_bytes += fs::file_size(f);
+namespace {
+
+// One tokenized batch into the output, its bad lines reported (or fatal with --on-bad-line abort).
+void write_result(Result r, const PrepOptions& opt, const PrepWarning& warn, TokenWriter& writer, PrepStats& st) {
+  if (r.error) std::rethrow_exception(r.error);
+  for (const auto& b : r.bad) {
+    if (opt.abort_on_bad_line) throw std::runtime_error(b + " (aborting: --on-bad-line abort)");
+    if (warn && st.bad_lines < opt.max_bad_line_reports) warn(b);
+    ++st.bad_lines;
   }
-  if (opt.output.empty()) throw std::runtime_error("no output path given");
-  if (opt.output.has_parent_path() && !fs::is_directory(opt.output.parent_path()))
-    throw std::runtime_error(fmt::format("{}: output directory does not exist", opt.output.parent_path().string()));
+  size_t off = 0;
+  for (const int64_t len : r.doc_lengths) {
+    writer.add_document(std::span<const int32_t>(r.tokens.data() + off, static_cast<size_t>(len)));
+    off += static_cast<size_t>(len);
+  }
+  st.documents += static_cast<int64_t>(r.doc_lengths.size());
+  st.tokens += static_cast<int64_t>(r.tokens.size());
+  st.empty_documents += r.empty;
+  st.input_bytes = r.input_bytes_after;
+}
 
-  auto writer = make_token_writer(opt.output, opt.format, tok.vocab_size());
-  const int threads = opt.threads > 0 ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
-  const int64_t max_in_flight = 2 * threads + 2;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto last_report = t0;
-  const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-
-  int64_t submitted = 0, written = 0;
-  Pool pool(opt, tok, threads);
-  const auto write_next = [&] {
-    Result r = pool.take(written++);
-    if (r.error) std::rethrow_exception(r.error);
-    for (const auto& b : r.bad) {
-      if (opt.abort_on_bad_line) throw std::runtime_error(b + " (aborting: --on-bad-line abort)");
-      if (warn && st.bad_lines < opt.max_bad_line_reports) warn(b);
-      ++st.bad_lines;
-    }
-    size_t off = 0;
-    for (const int64_t len : r.doc_lengths) {
-      writer->add_document(std::span<const int32_t>(r.tokens.data() + off, static_cast<size_t>(len)));
-      off += static_cast<size_t>(len);
-    }
-    st.documents += static_cast<int64_t>(r.doc_lengths.size());
-    st.tokens += static_cast<int64_t>(r.tokens.size());
-    st.empty_documents += r.empty;
-    st.input_bytes = r.input_bytes_after;
-    const auto now = std::chrono::steady_clock::now();
-    if (progress && now - last_report > std::chrono::milliseconds(500)) {
-      last_report = now;
-      st.seconds = elapsed();
-      progress(st);
-    }
-  };
-  const auto submit = [&](Work w) {
-    while (submitted - written >= max_in_flight) write_next();
-    w.seq = submitted++;
-    pool.submit(std::move(w));
-  };
-
+// The inputs as batches of about kBatchBytes: a text file is one document, a .jsonl/.jsonl.zst
+// line one document (blank lines skipped). `names[i]` labels files[i] in bad-line reports.
+void read_in_batches(const std::vector<fs::path>& files, const std::vector<std::string>& names,
+                     const std::function<void(Work)>& submit) {
   uint64_t bytes_before = 0;  // of the files already finished
   Work work{0, {}, 0};
   size_t work_bytes = 0;
@@ -291,6 +263,49 @@ PrepStats prepare_tokens(const PrepOptions& opt, const Tokenizer& tok, const Pre
     bytes_before += reader.bytes_read();
   }
   flush(bytes_before);
+}
+
+}  // namespace
+
+PrepStats prepare_tokens(const PrepOptions& opt, const Tokenizer& tok, const PrepProgress& progress,
+                         const PrepWarning& warn) {
+  const auto files = expand_prep_inputs(opt.inputs);
+  std::vector<std::string> names;
+  names.reserve(files.size());
+  PrepStats st;
+  for (const auto& f : files) {
+    names.push_back(f.string());
+    st.total_input_bytes += fs::file_size(f);
+  }
+  if (opt.output.empty()) throw std::runtime_error("no output path given");
+  if (opt.output.has_parent_path() && !fs::is_directory(opt.output.parent_path()))
+    throw std::runtime_error(fmt::format("{}: output directory does not exist", opt.output.parent_path().string()));
+
+  auto writer = make_token_writer(opt.output, opt.format, tok.vocab_size());
+  const int threads = opt.threads > 0 ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
+  const int64_t max_in_flight = 2 * threads + 2;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto last_report = t0;
+  const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+
+  int64_t submitted = 0, written = 0;
+  Pool pool(opt, tok, threads);
+  const auto write_next = [&] {
+    write_result(pool.take(written++), opt, warn, *writer, st);
+    const auto now = std::chrono::steady_clock::now();
+    if (progress && now - last_report > std::chrono::milliseconds(500)) {
+      last_report = now;
+      st.seconds = elapsed();
+      progress(st);
+    }
+  };
+  const auto submit = [&](Work w) {
+    while (submitted - written >= max_in_flight) write_next();
+    w.seq = submitted++;
+    pool.submit(std::move(w));
+  };
+
+  read_in_batches(files, names, submit);
   while (written < submitted) write_next();
   writer->finish();
   st.input_bytes = st.total_input_bytes;

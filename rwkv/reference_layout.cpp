@@ -79,12 +79,20 @@ ModelConfig infer_model_config(const std::vector<TensorShape>& names_shapes, con
 
 void check_reference_layout(const std::vector<TensorShape>& names_shapes, const ModelConfig& c,
                             const std::string& source) {
+  check_layout(names_shapes, reference_layout(c), source,
+               fmt::format("an RWKV-4 model with n_layer {}, n_embd {}, vocab_size {}, dim_att {}, dim_ffn {}",
+                           c.n_layer, c.n_embd, c.vocab_size, c.att(), c.ffn()));
+}
+
+void check_layout(const std::vector<TensorShape>& got, const std::vector<TensorShape>& want, const std::string& source,
+                  const std::string& model) {
   constexpr size_t kShown = 5;  // per kind of problem; the count says how many there are in all
   std::map<std::string, std::vector<int64_t>> expected;
-  for (auto& t : reference_layout(c)) expected[t.name] = t.shape;
+  for (auto& t : want) expected[t.name] = t.shape;
   std::vector<std::string> unexpected, mismatched, missing;
   std::map<std::string, bool> present;
-  for (const auto& t : names_shapes) {
+  for (const auto& t : got) {
+    if (present[t.name]) unexpected.push_back(fmt::format("'{}' (a second time)", t.name));
     present[t.name] = true;
     const auto it = expected.find(t.name);
     if (it == expected.end()) unexpected.push_back(fmt::format("'{}'", t.name));
@@ -92,11 +100,10 @@ void check_reference_layout(const std::vector<TensorShape>& names_shapes, const 
       mismatched.push_back(fmt::format("'{}' has shape ({}), expected ({})", t.name, fmt::join(t.shape, ", "),
                                        fmt::join(it->second, ", ")));
   }
-  for (const auto& t : reference_layout(c))
+  for (const auto& t : want)
     if (!present.count(t.name)) missing.push_back(fmt::format("'{}'", t.name));
   if (unexpected.empty() && mismatched.empty() && missing.empty()) return;
-  std::string msg = fmt::format("{}: does not match an RWKV-4 model with n_layer {}, n_embd {}, vocab_size {}, "
-                                "dim_att {}, dim_ffn {}:", source, c.n_layer, c.n_embd, c.vocab_size, c.att(), c.ffn());
+  std::string msg = fmt::format("{}: does not match {}:", source, model);
   const auto list = [&](const char* what, const std::vector<std::string>& items) {
     if (items.empty()) return;
     msg += fmt::format("\n  {} {}: ", items.size(), what);

@@ -29,4 +29,9 @@ ModelConfig infer_model_config(const std::vector<TensorShape>& names_shapes, con
 void check_reference_layout(const std::vector<TensorShape>& names_shapes, const ModelConfig& c,
                             const std::string& source);
 
+// The check behind it, against any expected layout (`model` says what `want` is, for the message):
+// the one "do these tensors fit" test of the project (load_weights in rwkv/named_tensors.h uses it).
+void check_layout(const std::vector<TensorShape>& got, const std::vector<TensorShape>& want, const std::string& source,
+                  const std::string& model);
+
 }  // namespace rwkv

@@ -5,16 +5,16 @@
 #include <cmath>
 
 #include "rwkv/reference_layout.h"
-#include "trainer/io/named_tensors.h"
+#include "trainer/io/weight_dtype.h"
 
 namespace rwkv::test {
 
 // Non-trivial weights in the reference layout: decays spread over the range training produces,
 // time_mix strictly inside (0, 1), layer norms away from identity, projections large enough that
 // every block changes the residual stream.
-inline io::NamedTensors random_model(const ModelConfig& c, uint64_t seed) {
+inline NamedTensors random_model(const ModelConfig& c, uint64_t seed) {
   torch::manual_seed(seed);
-  io::NamedTensors out;
+  NamedTensors out;
   for (const auto& [name, shape] : reference_layout(c)) {
     torch::Tensor t;
     if (name.ends_with("time_decay")) t = torch::rand(shape) * 7 - 5;

@@ -41,7 +41,7 @@ TrainEnv make_rwkv_env(const RunConfig& config, int64_t branches) {
     return std::make_unique<MarkovSource>(V, branches, s.ctx_len);
   };
   env.forward_flops_per_token = model.forward_flops_per_token;
-  env.load_weights = [m = config.model](const std::string& path) { return read_init_weights(path, m); };
+  env.read_weights = [m = config.model](const std::string& path) { return read_init_weights(path, m); };
   return env;
 }
 

@@ -7,7 +7,18 @@
 #include <filesystem>
 #include <string>
 
+#include "rwkv/named_tensors.h"
+
 namespace rwkv::test {
+
+// The tensor called `name` in `tensors` (a checkpoint's weights or moments); fails the test
+// when there is none.
+inline const torch::Tensor& tensor_named(const NamedTensors& tensors, const std::string& name) {
+  const torch::Tensor* t = find_tensor(tensors, name);
+  INFO(name);
+  REQUIRE(t != nullptr);
+  return *t;
+}
 
 inline std::filesystem::path source_dir() { return RWKV_SOURCE_DIR; }
 inline std::filesystem::path binary_dir() { return RWKV_BINARY_DIR; }

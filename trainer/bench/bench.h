@@ -28,6 +28,10 @@ void write_json(const std::string& path, const nlohmann::json& j);
 // Throws before any work when `path` (not empty) is in a directory that does not exist.
 void check_json_path(const std::string& path);
 
+// `--device` of `command` ("bench wkv", ...) through trainer::resolve_device; its errors get the
+// command and flag in front.
+torch::Device device_flag(const std::string& value, const std::string& command);
+
 struct WkvOptions {
   int64_t B = 8, T = 1024, C = 768;
   int runs = 5, warmup = 1;

@@ -48,9 +48,7 @@ void bench_generate(const GenerateOptions& o) {
   for (const int64_t c : o.ctx)
     if (c < 0) throw std::invalid_argument(fmt::format("bench generate: --ctx {} is negative", c));
   check_json_path(o.json);
-  const torch::Device dev(o.device);
-  if (dev.is_cuda() && !torch::cuda::is_available())
-    throw std::invalid_argument("bench generate: --device " + o.device + " but torch sees no CUDA device");
+  const torch::Device dev = device_flag(o.device, "bench generate");
   std::string what;
   RWKV model = load_model(o.source, dev, what);
   const ModelConfig& config = model->config();

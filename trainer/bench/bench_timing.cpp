@@ -6,6 +6,9 @@
 
 #include "trainer/bench/bench.h"
 
+#include "common/durable_file.h"
+#include "trainer/config/device.h"
+
 namespace rwkv::bench {
 
 Timing time_runs(int runs, int warmup, const torch::Device& device, const std::function<void()>& fn) {
@@ -32,9 +35,15 @@ nlohmann::json to_json(const Timing& t) {
 
 void write_json(const std::string& path, const nlohmann::json& j) {
   if (path.empty()) return;
-  std::ofstream out(path, std::ios::trunc);
-  out << j.dump(2) << "\n";
-  if (!out) throw std::runtime_error("bench: cannot write --json " + path);
+  write_file_durably(path, j.dump(2) + "\n");
+}
+
+torch::Device device_flag(const std::string& value, const std::string& command) {
+  try {
+    return trainer::resolve_device(value);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(command + ": --device " + e.what());
+  }
 }
 
 void check_json_path(const std::string& path) {

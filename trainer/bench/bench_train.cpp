@@ -200,28 +200,13 @@ void report(const trainer::RunConfig& cfg, const TrainBench& bench, const torch:
 
 }  // namespace
 
-torch::Device bench_device(const std::string& device) {
-  if (device == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-  std::optional<torch::Device> dev;
-  try {
-    dev.emplace(device);
-  } catch (const c10::Error&) {
-    throw std::invalid_argument("bench train: --device " + device + ": expected auto, cpu, cuda or cuda:N");
-  }
-  if (dev->is_cuda() && !torch::cuda::is_available())
-    throw std::invalid_argument("bench train: --device " + device + " but torch sees no CUDA device");
-  if (!dev->is_cuda() && !dev->is_cpu())
-    throw std::invalid_argument("bench train: --device " + device + ": expected auto, cpu, cuda or cuda:N");
-  return *dev;
-}
-
 trainer::RunConfig bench_train_config(const TrainOptions& o) {
   const std::string yaml = read_config_text(o.config);
   std::vector<trainer::Override> overrides;
   if (model_only(yaml, o.config))
     overrides = {{"data.path", "random-tokens"}, {"data.ctx_len", "512"},   {"train.run_dir", "unused"},
                  {"train.micro_batch", "8"},     {"train.epoch_count", "1"}, {"optimizer.lr_init", "6.0e-4"}};
-  const torch::Device dev = bench_device(o.device);
+  const torch::Device dev = device_flag(o.device, "bench train");
   overrides.push_back({"train.device", dev.is_cuda() ? "cuda" : "cpu"});
   if (!dev.is_cuda()) overrides.push_back({"train.precision", "auto"});
   for (const auto& s : o.sets) overrides.push_back(trainer::parse_override(s));
@@ -237,7 +222,7 @@ TrainBench::TrainBench(const trainer::RunConfig& config, const torch::Device& de
       model_(trainer::build_trained_model(config, device)),
       stage_(config.stages.front()),
       micro_batches_(trainer::micro_batches_per_rank(config, 0, 1)),
-      step_(config, trainer::named_parameters(*model_.model), model_.forward, alone_, device) {}
+      step_(config, named_parameters(*model_.model), model_.forward, alone_, device) {}
 
 trainer::StepResult TrainBench::step(const trainer::TrainStep::Batch& batch, const trainer::StepHooks& hooks) {
   const trainer::StepResult r = step_.train_step(stage_, stage_step_, micro_batches_, batch, hooks);
@@ -250,8 +235,8 @@ void bench_train(const TrainOptions& o) {
     throw std::invalid_argument("bench train: --micro-batch, --ctx and --steps must be positive, --warmup non-negative");
   check_json_path(o.json);
   const trainer::RunConfig cfg = bench_train_config(o);
-  const torch::Device requested = bench_device(o.device);
-  const torch::Device dev = trainer::resolve_device(cfg, requested.has_index() ? requested.index() : 0);
+  const torch::Device requested = device_flag(o.device, "bench train");
+  const torch::Device dev = trainer::run_device(cfg, requested.has_index() ? requested.index() : 0);
   const c10::DeviceGuard device_guard(dev);
   TrainBench bench(cfg, dev);
   const bool bf16 = bench.bf16_autocast();

@@ -23,13 +23,9 @@ namespace rwkv::bench {
 // mini-epoch at a constant lr_init of 6e-4, every other field at its default. Throws ConfigError.
 trainer::RunConfig bench_train_config(const TrainOptions& options);
 
-// The device --device names (auto: CUDA when torch sees one); throws std::invalid_argument for a
-// CUDA device torch does not see.
-torch::Device bench_device(const std::string& device);
-
 class TrainBench {
  public:
-  // `device`: as trainer::resolve_device gives it for `config`.
+  // `device`: as trainer::run_device gives it for `config`.
   TrainBench(const trainer::RunConfig& config, const torch::Device& device);
   TrainBench(const TrainBench&) = delete;
   TrainBench& operator=(const TrainBench&) = delete;

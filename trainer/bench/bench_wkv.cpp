@@ -43,9 +43,7 @@ void bench_wkv(const WkvOptions& o) {
   if (o.runs < 1 || o.warmup < 0 || o.B < 1 || o.T < 1 || o.C < 1)
     throw std::invalid_argument("bench wkv: --B, --T, --C and --runs must be positive, --warmup non-negative");
   check_json_path(o.json);
-  const torch::Device dev(o.device);
-  if (dev.is_cuda() && !torch::cuda::is_available())
-    throw std::invalid_argument("bench wkv: --device " + o.device + " but torch sees no CUDA device");
+  const torch::Device dev = device_flag(o.device, "bench wkv");
   const auto dtype = o.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   torch::manual_seed(0);
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(dev);

@@ -1,16 +1,16 @@
 #include "trainer/checkpoint/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
+
+#include "common/durable_file.h"
+#include "trainer/io/pth_reader.h"
+#include "trainer/io/pth_writer.h"
 
 namespace rwkv::trainer {
 namespace fs = std::filesystem;
@@ -19,67 +19,29 @@ namespace {
 constexpr const char* kMarker = "COMPLETE";
 constexpr const char* kFiles[] = {"weights.pt", "optimizer.pt", "rng.pt", "state.json", "config.yaml"};
 
-[[noreturn]] void io_fail(const fs::path& p, const std::string& what) {
-  throw std::runtime_error(fmt::format("{}: {}: {}", p.string(), what, std::strerror(errno)));
-}
-
-void fsync_path(const fs::path& p, int flags) {
-  const int fd = ::open(p.c_str(), flags);
-  if (fd < 0) io_fail(p, "cannot open for fsync");
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    io_fail(p, "fsync failed");
-  }
-  ::close(fd);
-}
-
-void write_file(const fs::path& p, const char* data, size_t size) {
-  const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) io_fail(p, "cannot create");
-  for (size_t done = 0; done < size;) {
-    const ssize_t n = ::write(fd, data + done, size - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      io_fail(p, "write failed");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) io_fail(p, "fsync/close failed");
-}
-
 std::vector<char> read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   if (!in) throw std::runtime_error(p.string() + ": cannot open");
   return std::vector<char>(std::istreambuf_iterator<char>(in), {});
 }
 
-// 64-bit FNV-1a over 8-byte words (then the tail bytes): fast enough for multi-GB weights and
-// sensitive to any flipped or truncated byte, which is all a torn-write check needs.
-std::string content_hash(const std::vector<char>& bytes) {
-  uint64_t h = 1469598103934665603ull;
-  size_t i = 0;
-  for (; i + 8 <= bytes.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, bytes.data() + i, 8);
-    h = (h ^ w) * 1099511628211ull;
-    h ^= h >> 29;
+// weights.pt, optimizer.pt and rng.pt are torch.save-format files (trainer/io/pth_writer.h), so
+// `torch.load(path, weights_only=True)` opens them. Checkpoints written before that used LibTorch's
+// pickle_save (the same zip container, but its pickle tags the dict with a global the weights-only
+// unpicklers refuse, ours included); they are still read, through pickle_load.
+NamedTensors read_tensor_file(const fs::path& file, const std::vector<char>& bytes) {
+  try {
+    return io::read_pth(file);
+  } catch (const std::exception& pth_error) {
+    NamedTensors out;
+    try {
+      const auto value = torch::pickle_load(bytes);
+      for (const auto& kv : value.toGenericDict()) out.push_back({kv.key().toStringRef(), kv.value().toTensor()});
+    } catch (const std::exception&) {
+      throw std::runtime_error(pth_error.what());  // not the legacy format either: the .pth reader's reason
+    }
+    return out;
   }
-  for (; i < bytes.size(); ++i) h = (h ^ static_cast<unsigned char>(bytes[i])) * 1099511628211ull;
-  return fmt::format("{:016x}", h);
-}
-
-std::vector<char> pickle_tensors(const std::map<std::string, torch::Tensor>& tensors) {
-  c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& [name, t] : tensors) dict.insert(name, t.detach().to(torch::kCPU).contiguous().clone());
-  return torch::pickle_save(c10::IValue(dict));
-}
-
-std::map<std::string, torch::Tensor> unpickle_tensors(const std::vector<char>& bytes) {
-  std::map<std::string, torch::Tensor> out;
-  const auto value = torch::pickle_load(bytes);
-  for (const auto& kv : value.toGenericDict()) out[kv.key().toStringRef()] = kv.value().toTensor();
-  return out;
 }
 
 nlohmann::json progress_json(const TrainProgress& p) {
@@ -126,7 +88,49 @@ std::vector<fs::path> step_dirs(const fs::path& dir) {
   return out;
 }
 
+// The checkpoint's files into folder `out`; returns the COMPLETE marker describing them (each
+// file's size and hash, taken from what is on disk).
+nlohmann::json write_checkpoint_files(const fs::path& out, const Checkpoint& ckpt) {
+  fs::create_directories(out);
+  io::write_pth(out / "weights.pt", ckpt.weights);
+  io::write_pth(out / "optimizer.pt", ckpt.optimizer);
+  NamedTensors rng{{"cpu", ckpt.cpu_rng}};
+  for (size_t i = 0; i < ckpt.cuda_rng.size(); ++i) rng.push_back({"cuda." + std::to_string(i), ckpt.cuda_rng[i]});
+  io::write_pth(out / "rng.pt", rng);
+  write_file_durably(out / "state.json", nlohmann::json{{"progress", progress_json(ckpt.progress)}}.dump(2));
+  write_file_durably(out / "config.yaml", ckpt.config_yaml);
+  nlohmann::json marker;
+  for (const char* fname : kFiles) {
+    const std::vector<char> bytes = read_file(out / fname);
+    marker["files"][fname] = {{"bytes", bytes.size()}, {"hash", content_hash(bytes)}};
+  }
+  return marker;
+}
+
+// What a crashed or failed save leaves in the checkpoint folder: write_durably's temporaries
+// (".step-N.tmp-PID", ".step-N.old-PID") and the ".tmp-step-N" folders of earlier versions.
+bool is_leftover_temporary(const fs::path& p) {
+  const std::string name = p.filename().string();
+  return name.rfind(".tmp-step-", 0) == 0 ||
+         (name.rfind(".step-", 0) == 0 && (name.find(".tmp-") != std::string::npos || name.find(".old-") != std::string::npos));
+}
+
 }  // namespace
+
+// 64-bit FNV-1a over 8-byte words (then the tail bytes): fast enough for multi-GB weights and
+// sensitive to any flipped or truncated byte, which is all a torn-write check needs.
+std::string content_hash(const std::vector<char>& bytes) {
+  uint64_t h = 1469598103934665603ull;
+  size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, bytes.data() + i, 8);
+    h = (h ^ w) * 1099511628211ull;
+    h ^= h >> 29;
+  }
+  for (; i < bytes.size(); ++i) h = (h ^ static_cast<unsigned char>(bytes[i])) * 1099511628211ull;
+  return fmt::format("{:016x}", h);
+}
 
 void capture_rng(Checkpoint& ckpt) {
   auto cpu = at::detail::getDefaultCPUGenerator();
@@ -169,35 +173,12 @@ std::vector<fs::path> list_checkpoints(const fs::path& dir) {
 
 fs::path save_checkpoint(const fs::path& dir, const Checkpoint& ckpt, int64_t keep) {
   fs::create_directories(dir);
-  const std::string name = fmt::format("step-{:08d}", ckpt.progress.step);
-  const fs::path final_path = dir / name, tmp = dir / (".tmp-" + name);
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-
-  std::map<std::string, std::vector<char>> files;
-  files["weights.pt"] = pickle_tensors(ckpt.weights);
-  files["optimizer.pt"] = pickle_tensors(ckpt.optimizer);
-  std::map<std::string, torch::Tensor> rng{{"cpu", ckpt.cpu_rng}};
-  for (size_t i = 0; i < ckpt.cuda_rng.size(); ++i) rng["cuda." + std::to_string(i)] = ckpt.cuda_rng[i];
-  files["rng.pt"] = pickle_tensors(rng);
-  const std::string state = nlohmann::json{{"progress", progress_json(ckpt.progress)}}.dump(2);
-  files["state.json"] = std::vector<char>(state.begin(), state.end());
-  files["config.yaml"] = std::vector<char>(ckpt.config_yaml.begin(), ckpt.config_yaml.end());
-
+  const fs::path final_path = dir / fmt::format("step-{:08d}", ckpt.progress.step);
+  // The folder appears under its name only once every file in it is on disk; an existing
+  // checkpoint of this very step (from before a resume) is replaced. COMPLETE comes last.
   nlohmann::json marker;
-  for (const auto& [fname, bytes] : files) {
-    write_file(tmp / fname, bytes.data(), bytes.size());
-    marker["files"][fname] = {{"bytes", bytes.size()}, {"hash", content_hash(bytes)}};
-  }
-  fsync_path(tmp, O_RDONLY | O_DIRECTORY);
-  fs::remove_all(final_path);  // a checkpoint of this very step from before a resume
-  fs::rename(tmp, final_path);
-  fsync_path(dir, O_RDONLY | O_DIRECTORY);
-
-  const std::string m = marker.dump(2);
-  write_file(final_path / ".COMPLETE.tmp", m.data(), m.size());
-  fs::rename(final_path / ".COMPLETE.tmp", final_path / kMarker);
-  fsync_path(final_path, O_RDONLY | O_DIRECTORY);
+  write_durably(final_path, [&](const fs::path& temp) { marker = write_checkpoint_files(temp, ckpt); });
+  write_file_durably(final_path / kMarker, marker.dump(2));
 
   // Keep the newest `keep` complete checkpoints; torn ones older than the newest complete go too.
   const auto complete = list_checkpoints(dir);
@@ -206,7 +187,7 @@ fs::path save_checkpoint(const fs::path& dir, const Checkpoint& ckpt, int64_t ke
   for (const auto& p : step_dirs(dir))
     if (!fs::exists(p / kMarker) && step_of(p) < ckpt.progress.step) fs::remove_all(p);
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path());
+    if (is_leftover_temporary(e.path())) remove_tree(e.path());
   return final_path;
 }
 
@@ -245,14 +226,16 @@ Checkpoint load_checkpoint(const fs::path& path, CheckpointParts parts) {
       const std::vector<char> bytes = verified(fname);
       const std::string name = fname;
       if (name == "weights.pt") {
-        c.weights = unpickle_tensors(bytes);
+        c.weights = read_tensor_file(path / fname, bytes);
       } else if (name == "optimizer.pt") {
-        if (all) c.optimizer = unpickle_tensors(bytes);
+        if (all) c.optimizer = read_tensor_file(path / fname, bytes);
       } else if (name == "rng.pt") {
         if (!all) continue;
-        auto rng = unpickle_tensors(bytes);
-        c.cpu_rng = rng.at("cpu");
-        for (size_t i = 0; rng.count("cuda." + std::to_string(i)); ++i) c.cuda_rng.push_back(rng["cuda." + std::to_string(i)]);
+        const NamedTensors rng = read_tensor_file(path / fname, bytes);
+        const torch::Tensor* cpu = find_tensor(rng, "cpu");
+        if (cpu == nullptr) throw fail("rng.pt has no 'cpu' generator state");
+        c.cpu_rng = *cpu;
+        for (size_t i = 0; const torch::Tensor* g = find_tensor(rng, "cuda." + std::to_string(i)); ++i) c.cuda_rng.push_back(*g);
       } else if (name == "state.json") {
         const auto state = nlohmann::json::parse(bytes.begin(), bytes.end());
         c.progress = progress_from_json(state.at("progress"));

@@ -2,23 +2,27 @@
 // Whole-training-state checkpoints (trainer/README.md "Checkpoints").
 //
 // Layout: <dir>/step-00001234/ holding
-//   weights.pt    fp32 master weights by state_dict name (torch pickle of a str→Tensor dict)
+//   weights.pt    fp32 master weights by state_dict name, in module order
 //   optimizer.pt  Adam moments by "exp_avg.<name>" / "exp_avg_sq.<name>"
-//   rng.pt        the CPU generator state, and each CUDA device's when CUDA is in use
+//   rng.pt        the CPU generator state ("cpu"), and each CUDA device's ("cuda.N") when CUDA is in use
+// The three .pt files are torch.save-format dicts (trainer/io/pth_writer.h): Python's
+// `torch.load(path, weights_only=True)` reads them. Checkpoints written with LibTorch's pickle_save
+// (before the project's own writer was used) still load.
 //   state.json    step counters (TrainProgress), Adam's step count
 //   config.yaml   the effective run config (RunConfig::to_yaml)
 //   COMPLETE      written last: size and 64-bit hash of every file above
-// Written as .tmp-step-…, each file fsynced, the directory renamed into place and fsynced, then
-// COMPLETE written (temp name, fsync, rename). A directory without COMPLETE, or whose files do
+// The folder is written under a temporary name and renamed into place, then COMPLETE is written,
+// both through common/durable_file.h (fsync of every file and of the folders). A directory without COMPLETE, or whose files do
 // not match it, is torn or corrupt: load_latest skips it with a warning.
 #include <torch/torch.h>
 
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "rwkv/named_tensors.h"
 
 namespace rwkv::trainer {
 
@@ -38,7 +42,7 @@ struct TrainProgress {
 
 struct Checkpoint {
   TrainProgress progress;
-  std::map<std::string, torch::Tensor> weights, optimizer;
+  NamedTensors weights, optimizer;
   torch::Tensor cpu_rng;                 // at::Generator::get_state() of the default CPU generator
   std::vector<torch::Tensor> cuda_rng;   // one per device, empty on CPU runs
   std::string config_yaml;
@@ -66,6 +70,10 @@ Checkpoint load_checkpoint(const std::filesystem::path& path, CheckpointParts pa
 std::optional<std::pair<std::filesystem::path, Checkpoint>> load_latest_checkpoint(
     const std::filesystem::path& dir, const std::function<void(const std::string&)>& warn,
     CheckpointParts parts = CheckpointParts::all);
+
+// The hash COMPLETE records for each file's bytes (64-bit FNV-1a variant, as hex): a check against
+// torn and flipped bytes, not a cryptographic digest.
+std::string content_hash(const std::vector<char>& bytes);
 
 // Complete-looking checkpoint directories under `dir` (with a COMPLETE file), oldest first.
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& dir);

@@ -6,19 +6,19 @@
 // or as `rwkv export`/`rwkv import` write them, a .safetensors file or an HF folder. The model's
 // parameters have the reference names and shapes.
 #include <functional>
-#include <map>
 #include <string>
 
 #include <torch/torch.h>
 
 #include "rwkv/model_config.h"
+#include "rwkv/named_tensors.h"
 
 namespace rwkv::trainer {
 
 // name → fp32 CPU tensor, every key and shape of `model`'s reference layout. Throws naming `path`
 // and each missing, unexpected or mis-shaped tensor (e.g. a file of another n_embd). Skipped torn
 // checkpoints are reported through `warn`.
-std::map<std::string, torch::Tensor> read_init_weights(const std::string& path, const ModelConfig& model,
-                                                       const std::function<void(const std::string&)>& warn = {});
+NamedTensors read_init_weights(const std::string& path, const ModelConfig& model,
+                               const std::function<void(const std::string&)>& warn = {});
 
 }  // namespace rwkv::trainer

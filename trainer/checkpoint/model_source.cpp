@@ -3,7 +3,6 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "rwkv/reference_layout.h"
 #include "trainer/checkpoint/checkpoint.h"
@@ -24,11 +23,11 @@ ModelSource from_checkpoint(const fs::path& dir, trainer::Checkpoint ck) {
   out.weights.config = cfg.model;
   out.tokenizer = cfg.data.tokenizer;
   out.ctx_len = cfg.stages.back().ctx_len;
-  std::vector<TensorShape> shapes;
-  for (const auto& [name, t] : ck.weights) shapes.push_back({name, t.sizes().vec()});
-  check_reference_layout(shapes, cfg.model, fmt::format("{} (against {})", (dir / "weights.pt").string(), label));
-  // Reference order, moving each tensor out of the checkpoint's map (no second copy).
-  for (const auto& t : reference_layout(cfg.model)) out.weights.tensors.push_back({t.name, std::move(ck.weights.at(t.name))});
+  check_reference_layout(shapes_of(ck.weights), cfg.model,
+                         fmt::format("{} (against {})", (dir / "weights.pt").string(), label));
+  // Reference order (checkpoints of the pickle_save era hold them sorted by name).
+  for (const auto& t : reference_layout(cfg.model))
+    out.weights.tensors.push_back({t.name, *find_tensor(ck.weights, t.name)});
   return out;
 }
 
@@ -54,15 +53,7 @@ ModelSource read_model_source(const fs::path& path, const std::function<void(con
 
 RWKV build_model(const ModelWeights& weights, const torch::TensorOptions& options) {
   RWKV model(weights.config, options);
-  torch::NoGradGuard no_grad;
-  size_t i = 0;
-  for (auto& p : model->named_parameters()) {
-    const NamedTensor& w = weights.tensors.at(i++);
-    if (w.name != p.key() || !w.tensor.sizes().equals(p.value().sizes()))
-      throw std::logic_error(fmt::format("build_model: weight '{}' ({}) does not fit parameter '{}' ({})", w.name,
-                                         fmt::join(w.tensor.sizes(), ", "), p.key(), fmt::join(p.value().sizes(), ", ")));
-    p.value().copy_(w.tensor);
-  }
+  load_weights(named_parameters(*model), weights.tensors, "build_model");
   model->eval();
   return model;
 }

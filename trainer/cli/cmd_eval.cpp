@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/token_dataset.h"
-#include "trainer/io/atomic_file.h"
+#include "common/durable_file.h"
 #include "trainer/cli/commands.h"
 #include "trainer/inference/evaluate.h"
 #include "trainer/inference/inference_setup.h"
@@ -85,7 +85,7 @@ void add_eval_command(CLI::App& app) {
     if (args->dump.empty()) {
       run(nullptr);
     } else {
-      io::write_atomically(args->dump, [&](const std::filesystem::path& temp) {
+      write_durably(args->dump, [&](const std::filesystem::path& temp) {
         std::ofstream out(temp);
         if (!out) throw std::runtime_error(fmt::format("{}: cannot create", temp.string()));
         run(&out);

@@ -19,7 +19,7 @@ struct ExportArgs {
   int64_t ctx_len = 0;  // 0: the checkpoint's training ctx_len, else 1024
 };
 
-int64_t parameter_count(const io::NamedTensors& tensors) {
+int64_t parameter_count(const NamedTensors& tensors) {
   int64_t n = 0;
   for (const auto& t : tensors) n += t.tensor.numel();
   return n;

@@ -53,7 +53,7 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
   if (cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(cfg.train.threads));
   const DistEnv dist = dist_env_from_process();
   const bool root = dist.rank == 0;
-  const torch::Device device = trainer::resolve_device(cfg, dist.local_rank);
+  const torch::Device device = trainer::run_device(cfg, dist.local_rank);
   // The WKV kernels and NCCL work on the current device: this rank's GPU.
   const c10::DeviceGuard device_guard(device);
   std::unique_ptr<Communicator> comm;
@@ -86,7 +86,7 @@ int train_main(const std::string& config_path, bool resume, const std::vector<st
     return trainer::make_dataset_source(dataset, cfg, stage);
   };
   env.forward_flops_per_token = trained.forward_flops_per_token;
-  env.load_weights = [&cfg](const std::string& path) {
+  env.read_weights = [&cfg](const std::string& path) {
     return trainer::read_init_weights(path, cfg.model, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
   };
   env.comm = comm.get();

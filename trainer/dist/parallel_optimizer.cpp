@@ -26,7 +26,7 @@ class ReplicatedAdam : public ParallelOptimizer {
   void step(double lr, const LrMult& mult) override { adam_.step(lr, mult); }
   int64_t steps() const override { return adam_.steps(); }
   NamedTensors full_state() override { return adam_.state(); }
-  void load_full_state(const std::map<std::string, torch::Tensor>& state, int64_t steps) override {
+  void load_full_state(const NamedTensors& state, int64_t steps) override {
     adam_.load_state(state, steps);
   }
 
@@ -76,7 +76,7 @@ class ShardedAdam : public ParallelOptimizer {
       });
       buckets_.push_back(b);
     }
-    const auto opts = params_.front().second.options().requires_grad(false);
+    const auto opts = params_.front().tensor.options().requires_grad(false);
     exp_avg_ = torch::zeros({shard}, opts);
     exp_avg_sq_ = torch::zeros({shard}, opts);
     grad_ = torch::zeros({shard}, opts);
@@ -90,7 +90,7 @@ class ShardedAdam : public ParallelOptimizer {
       auto in = gathered_.narrow(0, 0, comm_.world_size() * b.part);
       in.zero_();  // the padding, and parameters without a gradient, contribute zeros
       for_each_overlap(b.start, b.start + b.length, [&](size_t i, int64_t param_offset, int64_t rel, int64_t len) {
-        const auto& g = params_[i].second.grad();
+        const auto& g = params_[i].tensor.grad();
         if (g.defined()) in.narrow(0, rel, len).copy_(g.reshape({-1}).narrow(0, param_offset, len));
       });
       auto out = grad_.narrow(0, b.shard_offset, b.part);
@@ -154,21 +154,18 @@ class ShardedAdam : public ParallelOptimizer {
              [&](size_t i, int64_t param_offset, const torch::Tensor& values) {
                if (comm_.is_root()) full[i].view({-1}).narrow(0, param_offset, values.numel()).copy_(values);
              });
-      for (size_t i = 0; i < full.size(); ++i) out.emplace_back(prefix + params_[i].first, full[i]);
+      for (size_t i = 0; i < full.size(); ++i) out.push_back({prefix + params_[i].name, full[i]});
     }
     return out;
   }
 
-  void load_full_state(const std::map<std::string, torch::Tensor>& state, int64_t steps) override {
+  void load_full_state(const NamedTensors& state, int64_t steps) override {
     torch::NoGradGuard no_grad;
     for (const auto& [prefix, shard] : {std::pair{"exp_avg.", exp_avg_}, std::pair{"exp_avg_sq.", exp_avg_sq_}}) {
       for (const auto& pc : pieces_) {
-        const std::string key = prefix + params_[pc.param].first;
-        const auto it = state.find(key);
-        if (it == state.end()) throw std::runtime_error("optimizer state has no '" + key + "'");
-        if (!it->second.sizes().equals(params_[pc.param].second.sizes()))
-          throw std::runtime_error("optimizer state '" + key + "' has the wrong shape");
-        shard.narrow(0, pc.shard_offset, pc.length).copy_(it->second.reshape({-1}).narrow(0, pc.param_offset, pc.length));
+        const torch::Tensor& full = require_tensor(state, prefix + params_[pc.param].name,
+                                                   params_[pc.param].tensor.sizes(), "optimizer state");
+        shard.narrow(0, pc.shard_offset, pc.length).copy_(full.reshape({-1}).narrow(0, pc.param_offset, pc.length));
       }
     }
     steps_ = steps;
@@ -190,13 +187,13 @@ class ShardedAdam : public ParallelOptimizer {
   template <class Fn>
   void for_each_overlap(int64_t lo, int64_t hi, Fn&& fn) const {
     for (size_t i = 0; i < params_.size(); ++i) {
-      const int64_t a = std::max(lo, offsets_[i]), b = std::min(hi, offsets_[i] + params_[i].second.numel());
+      const int64_t a = std::max(lo, offsets_[i]), b = std::min(hi, offsets_[i] + params_[i].tensor.numel());
       if (a < b) fn(i, a - offsets_[i], a - lo, b - a);
     }
   }
 
   torch::Tensor param_flat(size_t i, bool grad) const {
-    const auto& p = params_[i].second;
+    const auto& p = params_[i].tensor;
     return grad ? p.grad().reshape({-1}) : p.view({-1});
   }
 

@@ -21,7 +21,6 @@
 //
 // Checkpoints always hold the full, gathered Adam state under the names of trainer/optim/optimizer.h, so
 // a run resumes on any world size and any stage (resharding on load is taking a slice).
-#include <map>
 #include <memory>
 #include <string>
 
@@ -54,7 +53,7 @@ class ParallelOptimizer {
   virtual NamedTensors full_state() = 0;
   // Every rank loads its part of a full state; throws std::runtime_error naming a missing or
   // misshapen entry.
-  virtual void load_full_state(const std::map<std::string, torch::Tensor>& state, int64_t steps) = 0;
+  virtual void load_full_state(const NamedTensors& state, int64_t steps) = 0;
 };
 
 // `params` in the same order on every rank (contiguous fp32 tensors on one device).

@@ -5,12 +5,17 @@
 #include <fmt/format.h>
 
 #include "trainer/checkpoint/model_source.h"
+#include "trainer/config/device.h"
 
 namespace rwkv::cli {
 
 InferenceSetup load_for_inference(const std::string& source, const std::string& tokenizer, const std::string& device) {
-  if (device == "cuda" && !torch::cuda::is_available())
-    throw std::runtime_error("--device cuda: torch sees no CUDA device");
+  torch::Device dev(torch::kCPU);
+  try {
+    dev = trainer::resolve_device(device);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("--device ") + e.what());
+  }
   const io::ModelSource src =
       io::read_model_source(source, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
   InferenceSetup out;
@@ -19,9 +24,7 @@ InferenceSetup load_for_inference(const std::string& source, const std::string& 
   if (out.tokenizer->vocab_size() > V)
     throw std::runtime_error(fmt::format("tokenizer {} has {} ids but the model {} has a vocabulary of {}",
                                          out.tokenizer->name(), out.tokenizer->vocab_size(), src.description, V));
-  const bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
-  out.model = io::build_model(src.weights, torch::TensorOptions().dtype(torch::kFloat32).device(
-                                               cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU)));
+  out.model = io::build_model(src.weights, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
   out.ctx_len = src.ctx_len;
   out.description = src.description;
   return out;

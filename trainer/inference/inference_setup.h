@@ -17,7 +17,7 @@ struct InferenceSetup {
 };
 
 // `source`: see read_model_source. `tokenizer`: "byte", a tokenizer.json, or empty for the
-// checkpoint's own (byte for weight files). `device`: auto | cpu | cuda. Throws when the
+// checkpoint's own (byte for weight files). `device`: as trainer/config/device.h reads it. Throws when the
 // tokenizer has more ids than the model's vocabulary or cuda is asked for without a GPU.
 InferenceSetup load_for_inference(const std::string& source, const std::string& tokenizer, const std::string& device);
 

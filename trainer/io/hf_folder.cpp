@@ -8,7 +8,7 @@
 
 #include "rwkv/hf_naming.h"
 #include "rwkv/reference_layout.h"
-#include "trainer/io/atomic_file.h"
+#include "common/durable_file.h"
 #include "trainer/io/pth_reader.h"
 #include "trainer/io/safetensors_file.h"
 
@@ -25,12 +25,6 @@ const char* hf_dtype_name(torch::ScalarType t) {
     case torch::kFloat16: return "float16";
     default: throw std::invalid_argument(fmt::format("no HF dtype name for {}", c10::toString(t)));
   }
-}
-
-std::vector<TensorShape> shapes_of(const NamedTensors& tensors) {
-  std::vector<TensorShape> out;
-  for (const auto& [name, t] : tensors) out.push_back({name, t.sizes().vec()});
-  return out;
 }
 
 }  // namespace
@@ -59,7 +53,7 @@ void write_hf_folder(const fs::path& folder, const NamedTensors& reference, cons
       {"use_cache", true},
       {"torch_dtype", hf_dtype_name(dtype.value_or(reference.front().tensor.scalar_type()))},
   };
-  write_atomically(folder, [&](const fs::path& temp) {
+  write_durably(folder, [&](const fs::path& temp) {
     fs::create_directory(temp);
     std::ofstream f(temp / "config.json");
     f << cfg.dump(2) << "\n";

@@ -6,7 +6,7 @@
 #include <optional>
 
 #include "rwkv/model_config.h"
-#include "trainer/io/named_tensors.h"
+#include "trainer/io/weight_dtype.h"
 
 namespace rwkv::io {
 

@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "trainer/io/named_tensors.h"
+#include "trainer/io/weight_dtype.h"
 #include "trainer/io/state_dict_unpickler.h"
 
 namespace caffe2::serialize { class PyTorchStreamReader; }

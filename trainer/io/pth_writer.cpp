@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "trainer/io/atomic_file.h"
+#include "common/durable_file.h"
 
 namespace rwkv::io {
 
@@ -159,7 +159,7 @@ void write_pth(const std::filesystem::path& path, const NamedTensors& tensors,
   }
   const std::string pickle = dict_pickle(tensors, dtype);
 
-  write_atomically(path, [&](const std::filesystem::path& temp) {
+  write_durably(path, [&](const std::filesystem::path& temp) {
     std::ofstream file(temp, std::ios::binary | std::ios::trunc);
     if (!file) throw std::runtime_error(fmt::format("{}: cannot open for writing", temp.string()));
     // The writer_func constructor names the zip's top folder "archive", as torch.save does for a

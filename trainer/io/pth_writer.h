@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <optional>
 
-#include "trainer/io/named_tensors.h"
+#include "trainer/io/weight_dtype.h"
 
 namespace rwkv::io {
 

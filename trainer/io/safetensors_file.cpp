@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "trainer/io/atomic_file.h"
+#include "common/durable_file.h"
 
 namespace rwkv::io {
 
@@ -58,7 +58,7 @@ void write_safetensors(const fs::path& path, const NamedTensors& tensors,
   std::string json = header.dump();
   json.append((8 - json.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned
 
-  write_atomically(path, [&](const fs::path& temp) {
+  write_durably(path, [&](const fs::path& temp) {
     std::ofstream file(temp, std::ios::binary | std::ios::trunc);
     if (!file) throw std::runtime_error(fmt::format("{}: cannot open for writing", temp.string()));
     const uint64_t n = json.size();

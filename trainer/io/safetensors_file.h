@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "trainer/io/named_tensors.h"
+#include "trainer/io/weight_dtype.h"
 
 namespace rwkv::io {
 

@@ -17,13 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<TensorShape> shapes_of(const NamedTensors& tensors) {
-  std::vector<TensorShape> out;
-  out.reserve(tensors.size());
-  for (const auto& [name, t] : tensors) out.push_back({name, t.sizes().vec()});
-  return out;
-}
-
 // Reference order, whatever order the file had (safetensors stores by offset, HF files by name).
 NamedTensors in_reference_order(NamedTensors tensors, const ModelConfig& c) {
   std::map<std::string, torch::Tensor> by_name;

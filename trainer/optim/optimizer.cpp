@@ -61,20 +61,16 @@ void Adam::step(double lr, const LrMult& mult) {
 NamedTensors Adam::state() const {
   NamedTensors out;
   for (const auto& s : slots_) {
-    out.emplace_back("exp_avg." + s.name, s.exp_avg);
-    out.emplace_back("exp_avg_sq." + s.name, s.exp_avg_sq);
+    out.push_back({"exp_avg." + s.name, s.exp_avg});
+    out.push_back({"exp_avg_sq." + s.name, s.exp_avg_sq});
   }
   return out;
 }
 
-void Adam::load_state(const std::map<std::string, torch::Tensor>& state, int64_t steps) {
+void Adam::load_state(const NamedTensors& state, int64_t steps) {
   torch::NoGradGuard no_grad;
   const auto restore = [&](const std::string& key, torch::Tensor& dst) {
-    const auto it = state.find(key);
-    if (it == state.end()) throw std::runtime_error("optimizer state has no '" + key + "'");
-    if (!it->second.sizes().equals(dst.sizes()))
-      throw std::runtime_error("optimizer state '" + key + "' has the wrong shape");
-    dst.copy_(it->second);
+    dst.copy_(require_tensor(state, key, dst.sizes(), "optimizer state"));
   };
   for (auto& s : slots_) {
     restore("exp_avg." + s.name, s.exp_avg);

@@ -12,17 +12,14 @@
 //   m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  p ← p·(1 − lr·wd) − lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps)
 #include <torch/torch.h>
 
-#include <map>
 #include <string>
-#include <utility>
 #include <vector>
 
+#include "rwkv/named_tensors.h"
 #include "trainer/optim/adam_config.h"
 #include "trainer/optim/lr_mult.h"
 
 namespace rwkv::trainer {
-
-using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 class Adam {
  public:
@@ -36,7 +33,7 @@ class Adam {
   // State for checkpoints: "exp_avg.<name>" and "exp_avg_sq.<name>" plus the step count.
   NamedTensors state() const;
   // Restores what state() returned; throws std::runtime_error naming a missing or misshapen entry.
-  void load_state(const std::map<std::string, torch::Tensor>& state, int64_t steps);
+  void load_state(const NamedTensors& state, int64_t steps);
 
  private:
   struct Slot {

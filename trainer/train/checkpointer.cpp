@@ -22,12 +22,12 @@ std::filesystem::path Checkpointer::save(const TrainProgress& progress) {
   Checkpoint ck;
   ck.progress = progress;
   ck.progress.adam_steps = step_.optimizer().steps();
-  for (const auto& [name, t] : step_.optimizer().full_state()) ck.optimizer[name] = t;
+  ck.optimizer = step_.optimizer().full_state();
   bool ok = true;
   std::string message;
   if (comm_.is_root()) {
     try {
-      for (const auto& [name, p] : step_.params()) ck.weights[name] = p;
+      ck.weights = step_.params();
       capture_rng(ck);
       ck.config_yaml = config_yaml_;
       message = save_checkpoint(dir_, ck, keep_).string();

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include <sstream>
+
+#include "common/durable_file.h"
 #include <vector>
 
 namespace rwkv::trainer {
@@ -40,12 +42,9 @@ MetricsLog::MetricsLog(const std::filesystem::path& file, int64_t resume_step) {
         // a line torn by the interruption: dropped
       }
     }
-    const auto tmp = file.string() + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      for (const auto& l : kept) out << l << "\n";
-    }
-    std::filesystem::rename(tmp, file);
+    std::string content;
+    for (const auto& l : kept) content += l + "\n";
+    write_file_durably(file, content);
   }
   out_.open(file, std::ios::app);
   if (!out_) throw std::runtime_error(file.string() + ": cannot open for appending");

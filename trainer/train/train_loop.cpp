@@ -1,18 +1,17 @@
 #include "trainer/train/train_loop.h"
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <limits>
 #include <optional>
 
 #include "data/sampler.h"
+#include "trainer/config/device.h"
 #include "trainer/config/yaml_section.h"
 #include "trainer/dist/communicator.h"
-#include "trainer/io/atomic_file.h"
+#include "common/durable_file.h"
 #include "trainer/train/checkpointer.h"
 #include "trainer/train/metrics.h"
 #include "trainer/train/metrics_interval.h"
@@ -21,19 +20,6 @@
 namespace rwkv::trainer {
 namespace fs = std::filesystem;
 namespace {
-
-void copy_weights(const NamedTensors& params, const std::map<std::string, torch::Tensor>& weights,
-                  const std::string& source) {
-  torch::NoGradGuard no_grad;
-  for (const auto& [name, p] : params) {
-    const auto it = weights.find(name);
-    if (it == weights.end()) throw std::runtime_error(source + ": no weight '" + name + "'");
-    if (!it->second.sizes().equals(p.sizes()))
-      throw std::runtime_error(fmt::format("{}: '{}' has shape {}, the model {}", source, name,
-                                           fmt::join(it->second.sizes(), "x"), fmt::join(p.sizes(), "x")));
-    p.copy_(it->second);
-  }
-}
 
 // Every rank ends up with the step of the checkpoint it resumes from (-1: none). A rank that
 // found another one than rank 0 (checkpoint.dir not shared, a write still in flight) fails the run
@@ -64,20 +50,22 @@ int64_t micro_batches_per_rank(const RunConfig& c, size_t index, int world_size)
   return st.grad_accum / world_size;
 }
 
-torch::Device resolve_device(const RunConfig& c, int local_rank) {
-  const bool cuda = c.train.device == DeviceKind::cuda ||
-                    (c.train.device == DeviceKind::auto_ && torch::cuda::is_available());
-  if (cuda && !torch::cuda::is_available())
-    throw ConfigError(c.file + ": train.device: cuda requested but torch sees no CUDA device");
+torch::Device run_device(const RunConfig& c, int local_rank) {
+  const char* request = c.train.device == DeviceKind::cuda ? "cuda" : c.train.device == DeviceKind::cpu ? "cpu" : "auto";
+  torch::Device device(torch::kCPU);
+  try {
+    device = resolve_device(request, local_rank);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(c.file + ": train.device: " + e.what());
+  }
+  const bool cuda = device.is_cuda();
   if (cuda && c.model.n_embd % 32 != 0)
     throw ConfigError(fmt::format("{}: train.device: cuda needs model.n_embd to be a multiple of 32, got {}",
                                   c.file, c.model.n_embd));
   if (!cuda && c.train.precision == Precision::bf16)
     throw ConfigError(c.file + ": train.precision: bf16 needs a CUDA device (the CPU path trains in fp32)");
-  // Modulo: a launcher that binds one GPU per task (Slurm --gpus-per-task=1) leaves each rank a
-  // single visible device 0. Two ranks on one GPU are refused by NCCL itself ("Duplicate GPU").
-  const auto gpus = static_cast<int>(torch::cuda::device_count());
-  return cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % gpus)) : torch::Device(torch::kCPU);
+  // Two ranks on one GPU are refused by NCCL itself ("Duplicate GPU").
+  return device;
 }
 
 namespace {
@@ -109,7 +97,7 @@ void resume_from(const RunConfig& cfg, const fs::path& path, const Checkpoint& c
     throw ConfigError(fmt::format("{}: cannot resume from {}: the config changed in a field that alters the run: {} "
                                   "(start a new run_dir, or set checkpoint.resume: never)",
                                   cfg.file, path.string(), change));
-  copy_weights(step.params(), ck.weights, path.string());
+  load_weights(step.params(), ck.weights, (path / "weights.pt").string());
   step.optimizer().load_full_state(ck.optimizer, ck.progress.adam_steps);
   restore_rng(ck);
   progress = ck.progress;
@@ -119,10 +107,10 @@ void resume_from(const RunConfig& cfg, const fs::path& path, const Checkpoint& c
 
 void init_from(const RunConfig& cfg, TrainEnv& env, const NamedTensors& params, const Voice& voice) {
   const fs::path from = cfg.checkpoint.init_from;
-  if (env.load_weights) {
-    copy_weights(params, env.load_weights(from.string()), from.string());
+  if (env.read_weights) {
+    load_weights(params, env.read_weights(from.string()), from.string());
   } else if (fs::is_directory(from)) {
-    copy_weights(params, load_checkpoint(from, CheckpointParts::weights).weights, from.string());
+    load_weights(params, load_checkpoint(from, CheckpointParts::weights).weights, from.string());
   } else {
     throw ConfigError(cfg.file + ": checkpoint.init_from: '" + from.string() + "' is not a checkpoint directory");
   }
@@ -159,12 +147,7 @@ std::optional<MetricsLog> prepare_run_directory(const RunConfig& cfg, bool root,
   if (!root) return log;
   const fs::path run_dir = cfg.train.run_dir;
   fs::create_directories(run_dir);
-  const std::string config_yaml = cfg.to_yaml();
-  io::write_atomically(run_dir / "config.yaml", [&](const fs::path& temp) {
-    std::ofstream out(temp, std::ios::trunc);
-    out << config_yaml;
-    if (!out.flush()) throw std::runtime_error(temp.string() + ": cannot write");
-  });
+  write_file_durably(run_dir / "config.yaml", cfg.to_yaml());
   log.emplace(run_dir / "metrics.jsonl", resume_step);
   return log;
 }
@@ -223,7 +206,7 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
   std::optional<Communicator> alone;
   Communicator& comm = env.comm ? *env.comm : alone.emplace(DistEnv{}, torch::kCPU, std::chrono::seconds(1));
   const Voice voice = voice_of(comm.is_root(), controls);
-  const torch::Device device = resolve_device(cfg, comm.env().local_rank);
+  const torch::Device device = run_device(cfg, comm.env().local_rank);
   std::vector<int64_t> rank_accum;  // every stage checked before any work
   for (size_t i = 0; i < cfg.stages.size(); ++i) rank_accum.push_back(micro_batches_per_rank(cfg, i, comm.world_size()));
   TrainStep step(cfg, named_parameters(*env.model), env.forward, comm, device);

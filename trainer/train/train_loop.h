@@ -50,7 +50,7 @@ struct TrainEnv {
   // Weights for checkpoint.init_from (name → tensor), checked against the model: a checkpoint, a
   // checkpoints or run directory, .pth, .safetensors or HF folder (cmd_train: read_init_weights).
   // Unset: only a checkpoint directory is accepted.
-  std::function<std::map<std::string, torch::Tensor>(const std::string& path)> load_weights;
+  std::function<NamedTensors(const std::string& path)> read_weights;
   // The ranks of a multi-process run, joined on the run's device; null: this process alone.
   Communicator* comm = nullptr;
 };
@@ -79,10 +79,10 @@ struct TrainReport {
   bool resumed = false;
 };
 
-// The device the config asks for (auto: CUDA when torch sees it; GPU local_rank mod the visible
-// GPUs).
-// Throws ConfigError for device-dependent constraints (bf16 without CUDA, D % 32 on CUDA).
-torch::Device resolve_device(const RunConfig& config, int local_rank = 0);
+// The device train.device asks for on rank `local_rank` (trainer/config/device.h). Throws
+// ConfigError naming the field for a CUDA device torch does not see and for device-dependent
+// constraints (bf16 without CUDA, D % 32 on CUDA).
+torch::Device run_device(const RunConfig& config, int local_rank = 0);
 
 // Micro-batches each of `world_size` ranks runs per step of `stage`: grad_accum / world_size.
 // Throws ConfigError when world_size does not divide grad_accum (stage `index` of config).

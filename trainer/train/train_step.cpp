@@ -13,12 +13,6 @@
 
 namespace rwkv::trainer {
 
-NamedTensors named_parameters(torch::nn::Module& module) {
-  NamedTensors out;
-  for (const auto& kv : module.named_parameters()) out.emplace_back(kv.key(), kv.value());
-  return out;
-}
-
 double sum_over_ranks(Communicator& comm, double value, const torch::Device& device) {
   if (comm.world_size() == 1) return value;
   auto t = torch::full({1}, value, torch::TensorOptions().dtype(torch::kFloat64).device(device));

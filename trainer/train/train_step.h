@@ -53,9 +53,6 @@ struct StepResult {
   double lr = 0;           // the step's base learning rate
 };
 
-// The module's parameters by state_dict name, in registration order (the same on every rank).
-NamedTensors named_parameters(torch::nn::Module& module);
-
 // The sum over ranks of one number per rank (through a tensor on `device`: NCCL needs CUDA).
 double sum_over_ranks(Communicator& comm, double value, const torch::Device& device);
 

@@ -120,7 +120,7 @@ TEST_CASE("bench train's config: the run config, the first stage at --micro-batc
   const RunConfig cpu = rwkv::bench::bench_train_config(o);
   CHECK(cpu.train.device == DeviceKind::cpu);
   CHECK(cpu.train.precision == Precision::auto_);
-  CHECK(resolve_device(cpu).is_cpu());
+  CHECK(run_device(cpu).is_cpu());
 
   // A YAML with only a model: section gets the documented run around it.
   std::ofstream(dir / "model.yaml") << "model: {n_layer: 1, n_embd: 32, vocab_size: 16}\n";

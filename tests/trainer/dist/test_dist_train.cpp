@@ -105,16 +105,14 @@ void require_same_state(const rwkv::trainer::Checkpoint& got, const rwkv::traine
   REQUIRE(got.weights.size() == want.weights.size());
   for (const auto& [name, w] : want.weights) {
     INFO(name);
-    REQUIRE(got.weights.count(name));
-    const double diff = (got.weights.at(name) - w).abs().max().item<double>();
+    const double diff = (rwkv::test::tensor_named(got.weights, name) - w).abs().max().item<double>();
     CHECK(diff < weight_tol);
   }
   // Adam's moments: the first moment is the same kind of average as the gradient.
   for (const auto& [name, m] : want.optimizer) {
     INFO(name);
-    REQUIRE(got.optimizer.count(name));
     const double scale = m.abs().max().item<double>() + 1e-12;
-    CHECK((got.optimizer.at(name) - m).abs().max().item<double>() / scale < moment_tol);
+    CHECK((rwkv::test::tensor_named(got.optimizer, name) - m).abs().max().item<double>() / scale < moment_tol);
   }
 }
 
@@ -209,11 +207,11 @@ TEST_CASE("reducing gradients during backward (overlap) changes no bit of a 2-ra
     REQUIRE(on_state.weights.size() == off_state.weights.size());
     for (const auto& [name, w] : off_state.weights) {
       INFO(name);
-      REQUIRE(torch::equal(on_state.weights.at(name), w));
+      REQUIRE(torch::equal(rwkv::test::tensor_named(on_state.weights, name), w));
     }
     for (const auto& [name, m] : off_state.optimizer) {
       INFO(name);
-      REQUIRE(torch::equal(on_state.optimizer.at(name), m));
+      REQUIRE(torch::equal(rwkv::test::tensor_named(on_state.optimizer, name), m));
     }
     require_same_losses(on, want);
     require_same_state(on_state, want_state);

@@ -17,7 +17,7 @@
 
 namespace {
 
-using rwkv::io::NamedTensors;
+using rwkv::NamedTensors;
 using rwkv::test::random_model;
 using rwkv::test::python;
 using rwkv::test::run;

@@ -16,7 +16,7 @@
 
 namespace {
 
-using rwkv::io::NamedTensors;
+using rwkv::NamedTensors;
 using rwkv::test::python;
 using rwkv::test::run;
 using rwkv::test::TempDir;

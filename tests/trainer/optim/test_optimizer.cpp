@@ -105,7 +105,7 @@ TEST_CASE("global gradient norm and clipping at 1.0", "[optim]") {
   auto a = torch::zeros({3}).requires_grad_(), b = torch::zeros({2, 2}).requires_grad_();
   a.mutable_grad() = torch::tensor({3.0f, 0.0f, 0.0f});
   b.mutable_grad() = torch::tensor({{0.0f, 4.0f}, {0.0f, 0.0f}});
-  const NamedTensors p{{"a", a}, {"b", b}};
+  const rwkv::NamedTensors p{{"a", a}, {"b", b}};
   const double n = global_grad_norm(p);
   CHECK(n == Approx(5.0));
   clip_gradients(p, n, 1.0);

@@ -18,6 +18,7 @@
 #include "trainer/io/weight_files.h"
 
 using namespace rwkv::trainer;
+using rwkv::NamedTensors;
 namespace tt = rwkv::test::trainer;
 namespace fs = std::filesystem;
 
@@ -31,9 +32,9 @@ RunConfig rwkv_config(const fs::path& run_dir, std::vector<Override> sets = {}) 
 
 // The weights as `rwkv export` writes them: reference keys in reference order.
 void write_weights_pth(const fs::path& path, const rwkv::ModelConfig& model,
-                       const std::map<std::string, torch::Tensor>& weights, torch::ScalarType dtype) {
-  rwkv::io::NamedTensors tensors;
-  for (const auto& t : rwkv::reference_layout(model)) tensors.push_back({t.name, weights.at(t.name)});
+                       const rwkv::NamedTensors& weights, torch::ScalarType dtype) {
+  rwkv::NamedTensors tensors;
+  for (const auto& t : rwkv::reference_layout(model)) tensors.push_back({t.name, rwkv::test::tensor_named(weights, t.name)});
   rwkv::io::write_pth(path, tensors, dtype);
 }
 
@@ -55,21 +56,21 @@ TEST_CASE("init_from a .pth starts the run from its weights bit-exactly, at anot
                                                   parse_override("train.max_steps=1"),
                                                   parse_override("checkpoint.init_from=" + pth.string())});
   auto env = tt::make_rwkv_env(cfg);
-  std::map<std::string, torch::Tensor> initial;
+  rwkv::NamedTensors initial;
   TrainControls c = tt::quiet();
   std::string printed;
   c.print = [&](const std::string& s) { printed += s + "\n"; };
   // After the first backward the optimizer has not stepped yet: the parameters are the initial ones.
   c.after_backward = [&](const TrainProgress& p, const NamedTensors& params) {
     if (p.step == 0)
-      for (const auto& [name, t] : params) initial[name] = t.detach().clone();
+      for (const auto& [name, t] : params) initial.push_back({name, t.detach().clone()});
   };
   const auto r2 = run_training(cfg, env, c);
   CHECK_THAT(printed, Catch::Contains("initial weights from " + pth.string()));
   REQUIRE(initial.size() == ck.weights.size());
   for (const auto& [name, t] : ck.weights) {
     INFO(name);
-    CHECK(torch::equal(initial.at(name), t));
+    CHECK(torch::equal(rwkv::test::tensor_named(initial, name), t));
   }
 
   // The source model's loss on the second run's first batch, computed here without the loop.
@@ -90,7 +91,7 @@ TEST_CASE("init_from also reads HF folders, safetensors and other runs' checkpoi
   const auto report = run_training(cfg, env, tt::quiet());
   const Checkpoint ck = load_checkpoint(report.checkpoint);
   rwkv::io::ModelWeights weights{cfg.model, {}};
-  for (const auto& t : rwkv::reference_layout(cfg.model)) weights.tensors.push_back({t.name, ck.weights.at(t.name)});
+  for (const auto& t : rwkv::reference_layout(cfg.model)) weights.tensors.push_back({t.name, rwkv::test::tensor_named(ck.weights, t.name)});
   rwkv::io::write_model_weights(weights, rwkv::io::WeightFormat::HfFolder, dir / "hf", torch::kFloat32, 8);
   rwkv::io::write_model_weights(weights, rwkv::io::WeightFormat::Safetensors, dir / "w.safetensors", torch::kFloat32, 8);
   // A torn newer checkpoint next to the complete one: skipped with a warning.
@@ -104,7 +105,7 @@ TEST_CASE("init_from also reads HF folders, safetensors and other runs' checkpoi
     REQUIRE(loaded.size() == ck.weights.size());
     for (const auto& [name, t] : ck.weights) {
       INFO(name);
-      CHECK(torch::equal(loaded.at(name), t));
+      CHECK(torch::equal(rwkv::test::tensor_named(loaded, name), t));
     }
   }
   CHECK_THAT(warned, Catch::Contains("step-99999999"));
@@ -116,22 +117,20 @@ TEST_CASE("init_from reads a bf16 .pth as its exact fp32 values and refuses anot
   const tt::OneThread one_thread;
   const RunConfig cfg = rwkv_config(dir / "run");
   auto env = tt::make_rwkv_env(cfg);
-  std::map<std::string, torch::Tensor> weights;
-  for (const auto& kv : env.model->named_parameters()) weights[kv.key()] = kv.value().detach();
+  const rwkv::NamedTensors weights = rwkv::named_parameters(*env.model);
   write_weights_pth(dir / "bf16.pth", cfg.model, weights, torch::kBFloat16);
   const auto loaded = read_init_weights((dir / "bf16.pth").string(), cfg.model);
   REQUIRE(loaded.size() == weights.size());
   for (const auto& [name, t] : weights) {
     INFO(name);
-    CHECK(loaded.at(name).scalar_type() == torch::kFloat32);
-    CHECK(torch::equal(loaded.at(name), t.to(torch::kBFloat16).to(torch::kFloat32)));
+    CHECK(rwkv::test::tensor_named(loaded, name).scalar_type() == torch::kFloat32);
+    CHECK(torch::equal(rwkv::test::tensor_named(loaded, name), t.to(torch::kBFloat16).to(torch::kFloat32)));
   }
 
   // A model of n_embd 64 against the config's 32.
   const RunConfig wide = rwkv_config(dir / "wide", {parse_override("model.n_embd=64")});
   auto wide_env = tt::make_rwkv_env(wide);
-  std::map<std::string, torch::Tensor> wide_weights;
-  for (const auto& kv : wide_env.model->named_parameters()) wide_weights[kv.key()] = kv.value().detach();
+  const rwkv::NamedTensors wide_weights = rwkv::named_parameters(*wide_env.model);
   write_weights_pth(dir / "wide.pth", wide.model, wide_weights, torch::kFloat32);
   const RunConfig mismatched = rwkv_config(dir / "run2", {parse_override("checkpoint.init_from=" + (dir / "wide.pth").string())});
   auto env2 = tt::make_rwkv_env(mismatched);
@@ -158,9 +157,9 @@ TEST_CASE("`rwkv train` with checkpoint.init_from: a .pth of another n_embd exit
                                       (dir / "tok").string()),
                           &out) == 0);
   const rwkv::ModelConfig wide{.n_layer = 1, .n_embd = 64, .vocab_size = 256};
-  const rwkv::RWKV model(wide);
-  std::map<std::string, torch::Tensor> weights;
-  for (const auto& kv : model->named_parameters()) weights[kv.key()] = torch::zeros_like(kv.value());
+  rwkv::RWKV model(wide);
+  rwkv::NamedTensors weights = rwkv::named_parameters(*model);
+  for (auto& w : weights) w.tensor = torch::zeros_like(w.tensor);
   write_weights_pth(dir / "wide.pth", wide, weights, torch::kBFloat16);
   std::ofstream(dir / "run.yaml") << fmt::format(R"(model: {{n_layer: 1, n_embd: 32, vocab_size: 256}}
 data: {{path: "{}", ctx_len: 16}}

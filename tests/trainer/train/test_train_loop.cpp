@@ -13,20 +13,23 @@
 #include "tests/support/test_util.h"
 
 using namespace rwkv::trainer;
+using rwkv::NamedTensors;
 namespace tt = rwkv::test::trainer;
 
 namespace {
 
-std::map<std::string, torch::Tensor> snapshot(torch::nn::Module& m) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& kv : m.named_parameters()) out[kv.key()] = kv.value().detach().clone();
+NamedTensors snapshot(torch::nn::Module& m) {
+  NamedTensors out;
+  for (const auto& kv : m.named_parameters()) out.push_back({kv.key(), kv.value().detach().clone()});
   return out;
 }
 
-bool same_weights(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
+bool same_weights(const NamedTensors& a, const NamedTensors& b) {
   if (a.size() != b.size()) return false;
-  for (const auto& [k, v] : a)
-    if (!b.count(k) || !torch::equal(v, b.at(k))) return false;
+  for (const auto& [k, v] : a) {
+    const torch::Tensor* other = rwkv::find_tensor(b, k);
+    if (other == nullptr || !torch::equal(v, *other)) return false;
+  }
   return true;
 }
 
@@ -145,9 +148,8 @@ TEST_CASE("checkpoint round trip keeps every tensor, counter and RNG state", "[t
   Checkpoint c;
   c.progress = {.step = 12, .stage = 1, .stage_step = 5, .stage_samples = 40, .adam_steps = 11,
                 .skipped_total = 1, .skipped_in_row = 0, .tokens = 1234.5};
-  c.weights["blocks.0.att.time_decay"] = torch::randn({7});
-  c.weights["head.weight"] = torch::randn({3, 4});
-  c.optimizer["exp_avg.head.weight"] = torch::randn({3, 4});
+  c.weights = {{"blocks.0.att.time_decay", torch::randn({7})}, {"head.weight", torch::randn({3, 4})}};
+  c.optimizer = {{"exp_avg.head.weight", torch::randn({3, 4})}};
   torch::manual_seed(99);
   capture_rng(c);
   const auto expected_draw = torch::rand({5});
@@ -161,9 +163,11 @@ TEST_CASE("checkpoint round trip keeps every tensor, counter and RNG state", "[t
   CHECK(kept[0].filename() == "step-00000013");
   const auto back = load_checkpoint(kept[1]);
   CHECK(back.progress == c.progress);
-  CHECK(torch::equal(back.weights.at("head.weight"), c.weights.at("head.weight")));
-  CHECK(torch::equal(back.weights.at("blocks.0.att.time_decay"), c.weights.at("blocks.0.att.time_decay")));
-  CHECK(torch::equal(back.optimizer.at("exp_avg.head.weight"), c.optimizer.at("exp_avg.head.weight")));
+  REQUIRE(back.weights.size() == 2);
+  CHECK(back.weights[0].name == "blocks.0.att.time_decay");  // the order they were given in
+  CHECK(torch::equal(back.weights[0].tensor, c.weights[0].tensor));
+  CHECK(torch::equal(rwkv::test::tensor_named(back.weights, "head.weight"), c.weights[1].tensor));
+  CHECK(torch::equal(rwkv::test::tensor_named(back.optimizer, "exp_avg.head.weight"), c.optimizer[0].tensor));
   CHECK(back.config_yaml == c.config_yaml);
   torch::manual_seed(1);
   restore_rng(back);
@@ -174,7 +178,7 @@ TEST_CASE("the non-finite guard skips a poisoned step and stops after nan_skip_l
   rwkv::test::TempDir dir("rwkv-nan");
   auto cfg = parse_run_config(tt::config_yaml(dir.path().string()), "test.yaml", {parse_override("train.max_steps=5")});
   auto env = tt::make_env(cfg);
-  std::map<std::string, torch::Tensor> before_poison, after_poison;
+  NamedTensors before_poison, after_poison;
   auto c = tt::quiet();
   int warnings = 0;
   c.warn = [&](const std::string& w) {
@@ -184,7 +188,7 @@ TEST_CASE("the non-finite guard skips a poisoned step and stops after nan_skip_l
   c.after_backward = [&](const TrainProgress& p, const NamedTensors& params) {
     if (p.step == 2) {
       before_poison = snapshot(*env.model);
-      params.front().second.mutable_grad().view(-1)[0] = std::numeric_limits<float>::infinity();
+      params.front().tensor.mutable_grad().view(-1)[0] = std::numeric_limits<float>::infinity();
     }
     if (p.step == 3) after_poison = snapshot(*env.model);
   };
@@ -205,7 +209,7 @@ TEST_CASE("the non-finite guard skips a poisoned step and stops after nan_skip_l
   auto c2 = tt::quiet();
   c2.warn = [](const std::string&) {};
   c2.after_backward = [](const TrainProgress&, const NamedTensors& params) {
-    params.back().second.mutable_grad().view(-1)[1] = std::nanf("");
+    params.back().tensor.mutable_grad().view(-1)[1] = std::nanf("");
   };
   CHECK_THROWS_WITH(run_training(cfg2, env2, c2),
                     Catch::Contains("3 non-finite steps in a row (train.nan_skip_limit) at step 3"));

@@ -1,4 +1,4 @@
-#include "trainer/io/named_tensors.h"
+#include "trainer/io/weight_dtype.h"
 
 #include <stdexcept>
 

@@ -1,19 +1,13 @@
 #pragma once
-// The currency of the weight-file formats (.pth, safetensors, HF folders): an ordered list of
-// named CPU tensors. The order is the order tensors appear in a file; names are whatever the
-// format uses (the reference's state_dict keys for .pth, transformers' names for HF).
+// What the weight-file writers (.pth, safetensors, HF folders) convert tensors to. The tensors
+// themselves travel as rwkv::NamedTensors (rwkv/named_tensors.h), in file order.
 #include <torch/torch.h>
 
 #include <string>
-#include <vector>
+
+#include "rwkv/named_tensors.h"
 
 namespace rwkv::io {
-
-struct NamedTensor {
-  std::string name;
-  torch::Tensor tensor;
-};
-using NamedTensors = std::vector<NamedTensor>;
 
 // The element types the exported formats carry. parse_weight_dtype accepts "fp32", "bf16",
 // "fp16" and throws naming the accepted values otherwise.
