@@ -1,5 +1,6 @@
 # CUDA is enabled whenever nvcc is present, GPU or not: every .cu file compiles in CI for the
-# architectures we ship (A100 = sm_80, H100 = sm_90). TORCH_CUDA_ARCH_LIST must be set before
+# architectures we ship (A100 = sm_80, H100/H200 = sm_90, plus sm_90 PTX so that newer GPUs
+# JIT-compile the kernels instead of failing with "no kernel image"). TORCH_CUDA_ARCH_LIST must be set before
 # find_package(Torch), whose fallback list includes compute_50 that nvcc 13 rejects.
 option(RWKV_WITH_CUDA "Compile the CUDA kernels when nvcc is available" ON)
 set(RWKV_HAVE_CUDA OFF)
@@ -11,7 +12,7 @@ if(RWKV_WITH_CUDA)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
     if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
-      set(ENV{TORCH_CUDA_ARCH_LIST} "8.0;9.0")
+      set(ENV{TORCH_CUDA_ARCH_LIST} "8.0;9.0+PTX")
     endif()
     set(TORCH_CUDA_ARCH_LIST "$ENV{TORCH_CUDA_ARCH_LIST}")
     set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 knows no CUDA20 flag for nvcc; .cu files need only C++17

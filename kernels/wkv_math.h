@@ -1,6 +1,6 @@
 #pragma once
 // The WKV recurrences of RWKV-4 (kernels/README.md "WKV"), written once for the CPU op (kernels/wkv_cpu.cpp)
-// and the CUDA kernels (kernels/wkv_cuda.cu). Everything here is per (batch, channel) and per
+// and the CUDA kernels (kernels/wkv_kernels.cuh). Everything here is per (batch, channel) and per
 // time step; the callers own the loops. F is the state/accumulation type: float for fp32 and
 // bf16 inputs (the state must stay fp32, e^w can be within 1e-3 of 1), double for fp64 inputs
 // (finite-difference checks). Callers convert their I/O type to F on load.

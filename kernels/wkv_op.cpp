@@ -40,6 +40,42 @@ at::ScalarType wkv_acc_dtype(at::ScalarType io_dtype) {
   return io_dtype == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+WkvIo wkv_kernel_io(const at::Tensor& k) {
+  TORCH_CHECK(k.scalar_type() == at::kFloat || k.scalar_type() == at::kBFloat16,
+              "wkv kernels: k/v must be float32 or bfloat16, got ", k.scalar_type());
+  return k.scalar_type() == at::kBFloat16 ? WkvIo::bf16 : WkvIo::f32;
+}
+
+WkvCudaForward wkv_kernel_args(const WkvForwardArgs& a) {
+  return WkvCudaForward{a.k.size(0),           a.k.size(1),           a.k.size(2),    a.w.data_ptr<float>(),
+                        a.u.data_ptr<float>(), a.k.data_ptr(),        a.v.data_ptr(), a.y.data_ptr(),
+                        a.aa.data_ptr<float>(), a.bb.data_ptr<float>(), a.pp.data_ptr<float>()};
+}
+
+WkvCudaBackward wkv_kernel_args(const WkvBackwardArgs& a, const at::Tensor& workspace) {
+  return WkvCudaBackward{a.k.size(0),
+                         a.k.size(1),
+                         a.k.size(2),
+                         a.w.data_ptr<float>(),
+                         a.u.data_ptr<float>(),
+                         a.k.data_ptr(),
+                         a.v.data_ptr(),
+                         a.gy.data_ptr(),
+                         a.aa0.data_ptr<float>(),
+                         a.bb0.data_ptr<float>(),
+                         a.pp0.data_ptr<float>(),
+                         a.g_aa_T.data_ptr<float>(),
+                         a.g_bb_T.data_ptr<float>(),
+                         a.gk.data_ptr(),
+                         a.gv.data_ptr(),
+                         a.gw.data_ptr<float>(),
+                         a.gu.data_ptr<float>(),
+                         a.g_aa0.data_ptr<float>(),
+                         a.g_bb0.data_ptr<float>(),
+                         a.g_pp0.data_ptr<float>(),
+                         workspace.data_ptr<float>()};
+}
+
 void wkv_forward(const WkvForwardArgs& a) {
   const auto [B, T, C] = check_common(a.w, a.u, a.k, a.v);
   const auto acc = wkv_acc_dtype(a.k.scalar_type());

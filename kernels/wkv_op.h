@@ -4,6 +4,8 @@
 // autograd op on top of these; the math itself is kernels/wkv_math.h.
 #include <ATen/core/Tensor.h>
 
+#include "kernels/wkv_kernel_args.h"
+
 namespace rwkv::kernels {
 
 // Shapes: k, v, y, gy, gk, gv are (B, T, C), contiguous, one I/O dtype (fp32 or bf16; fp64 on
@@ -32,6 +34,13 @@ at::ScalarType wkv_acc_dtype(at::ScalarType io_dtype);
 // Validate (shapes, dtypes, contiguity, one device; a clear message otherwise) and run.
 void wkv_forward(const WkvForwardArgs& args);
 void wkv_backward(const WkvBackwardArgs& args);
+
+// The raw-pointer arguments of the CUDA kernels (kernels/wkv_kernel_args.h) for validated
+// tensors: what kernels/wkv_op_cuda.cpp launches on the GPU, and the host-run kernel tests on the
+// CPU. `workspace` as below. The kernels' I/O type comes from k's dtype (fp32 or bf16).
+WkvIo wkv_kernel_io(const at::Tensor& k);
+WkvCudaForward wkv_kernel_args(const WkvForwardArgs& args);
+WkvCudaBackward wkv_kernel_args(const WkvBackwardArgs& args, const at::Tensor& workspace);
 
 // The CUDA side (kernels/wkv_op_cuda.cpp; a build without CUDA throws). `workspace` is
 // (3, B, T, C) fp32: the backward's forward pass stores the state before every step there.

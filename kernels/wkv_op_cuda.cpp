@@ -11,15 +11,9 @@
 namespace rwkv::kernels {
 namespace {
 
-WkvIo io_of(const at::Tensor& k) {
-  TORCH_CHECK(k.scalar_type() == at::kFloat || k.scalar_type() == at::kBFloat16,
-              "wkv (CUDA): k/v must be float32 or bfloat16, got ", k.scalar_type());
-  return k.scalar_type() == at::kBFloat16 ? WkvIo::bf16 : WkvIo::f32;
-}
-
 // The switch for the chunked forward: RWKV_WKV_CHUNK=N (tokens per chunk) turns it on; unset or 0
-// keeps the one-thread-per-(b, c) kernel. Off by default until gpu-check.sh has measured where
-// it pays (small B·C, long T).
+// keeps the one-thread-per-(b, c) kernel. Off by default until the GPU bundle
+// (scripts/gpu-bundle.sh) has measured where it pays (small B·C, long T).
 int64_t forward_chunk_tokens() {
   const char* env = std::getenv("RWKV_WKV_CHUNK");
   if (env == nullptr || *env == '\0') return 0;
@@ -33,46 +27,23 @@ int64_t forward_chunk_tokens() {
 }  // namespace
 
 void wkv_forward_cuda(const WkvForwardArgs& a) {
-  const WkvIo io = io_of(a.k);
+  const WkvIo io = wkv_kernel_io(a.k);
   const c10::cuda::CUDAGuard guard(a.k.device());
-  const WkvCudaForward p{a.k.size(0),  a.k.size(1),        a.k.size(2),      a.w.data_ptr<float>(),
-                         a.u.data_ptr<float>(), a.k.data_ptr(), a.v.data_ptr(), a.y.data_ptr(),
-                         a.aa.data_ptr<float>(), a.bb.data_ptr<float>(), a.pp.data_ptr<float>()};
+  const WkvCudaForward p = wkv_kernel_args(a);
   const int64_t chunk = forward_chunk_tokens();
   if (chunk > 0 && chunk < p.T) {
     const at::Tensor scratch = at::empty({3, (p.T + chunk - 1) / chunk, p.B, p.C}, a.w.options());
     C10_CUDA_CHECK(
-        wkv_cuda_forward_chunked(io, p, chunk, scratch.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()));
+        cuda::wkv_forward_chunked(io, p, chunk, scratch.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()));
   } else {
-    C10_CUDA_CHECK(wkv_cuda_forward(io, p, c10::cuda::getCurrentCUDAStream()));
+    C10_CUDA_CHECK(cuda::wkv_forward(io, p, c10::cuda::getCurrentCUDAStream()));
   }
 }
 
 void wkv_backward_cuda(const WkvBackwardArgs& a, const at::Tensor& workspace) {
-  const WkvIo io = io_of(a.k);
+  const WkvIo io = wkv_kernel_io(a.k);
   const c10::cuda::CUDAGuard guard(a.k.device());
-  const WkvCudaBackward p{a.k.size(0),
-                          a.k.size(1),
-                          a.k.size(2),
-                          a.w.data_ptr<float>(),
-                          a.u.data_ptr<float>(),
-                          a.k.data_ptr(),
-                          a.v.data_ptr(),
-                          a.gy.data_ptr(),
-                          a.aa0.data_ptr<float>(),
-                          a.bb0.data_ptr<float>(),
-                          a.pp0.data_ptr<float>(),
-                          a.g_aa_T.data_ptr<float>(),
-                          a.g_bb_T.data_ptr<float>(),
-                          a.gk.data_ptr(),
-                          a.gv.data_ptr(),
-                          a.gw.data_ptr<float>(),
-                          a.gu.data_ptr<float>(),
-                          a.g_aa0.data_ptr<float>(),
-                          a.g_bb0.data_ptr<float>(),
-                          a.g_pp0.data_ptr<float>(),
-                          workspace.data_ptr<float>()};
-  C10_CUDA_CHECK(wkv_cuda_backward(io, p, c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(cuda::wkv_backward(io, wkv_kernel_args(a, workspace), c10::cuda::getCurrentCUDAStream()));
 }
 
 }  // namespace rwkv::kernels

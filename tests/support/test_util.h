@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -20,8 +21,14 @@ inline const torch::Tensor& tensor_named(const NamedTensors& tensors, const std:
   return *t;
 }
 
-inline std::filesystem::path source_dir() { return RWKV_SOURCE_DIR; }
-inline std::filesystem::path binary_dir() { return RWKV_BINARY_DIR; }
+// RWKV_TEST_SOURCE_DIR / RWKV_TEST_BINARY_DIR override the paths compiled in: the GPU bundle
+// (scripts/gpu-bundle/run.sh) runs this binary on another machine, with bin/rwkv beside it.
+inline std::filesystem::path env_or(const char* name, const char* compiled) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::filesystem::path(v) : std::filesystem::path(compiled);
+}
+inline std::filesystem::path source_dir() { return env_or("RWKV_TEST_SOURCE_DIR", RWKV_SOURCE_DIR); }
+inline std::filesystem::path binary_dir() { return env_or("RWKV_TEST_BINARY_DIR", RWKV_BINARY_DIR); }
 // The `rwkv` CLI built beside the tests.
 inline std::filesystem::path rwkv_binary() { return binary_dir() / "bin" / "rwkv"; }
 // The venv's python, for interop checks against transformers / tokenizers / the rwkv package.

@@ -1,5 +1,7 @@
 #include "trainer/bench/flops_peak.h"
 
+#include <cctype>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -72,15 +74,30 @@ GemmRate measure_gemm_rate(const ModelConfig& config, int64_t tokens, const torc
   return GemmRate{rates[rates.size() / 2], rates.front(), rates.back(), runs};
 }
 
+namespace {
+
+// `key` in `name` as whole words: "L4" is not in "NVIDIA L40", "H200" not in "NVIDIA GH200".
+bool names_part(const std::string& name, const std::string& key) {
+  const auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  for (size_t at = name.find(key); at != std::string::npos; at = name.find(key, at + 1)) {
+    const size_t end = at + key.size();
+    if ((at == 0 || !alnum(name[at - 1])) && (end == name.size() || !alnum(name[end]))) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 std::optional<double> known_bf16_peak_tflops(const std::string& name) {
   // Vendor data sheets, dense bf16 tensor-core TFLOP/s. More specific names first: "H100 PCIe"
-  // must not fall through to the SXM part's figure.
+  // must not fall through to the SXM part's figure, nor "H200 NVL" to the H200 SXM's.
   static const std::pair<const char*, double> table[] = {
-      {"H100 PCIe", 756}, {"H100 NVL", 835}, {"H100", 989}, {"H200", 989}, {"GH200", 989},
-      {"B200", 2250},     {"A100", 312},     {"L40S", 362}, {"L4", 121},   {"A10", 125},
+      {"H100 PCIe", 756}, {"H100 NVL", 835}, {"H100", 989}, {"H200 NVL", 835}, {"H200", 989},
+      {"GH200", 989},     {"B200", 2250},    {"A100", 312}, {"L40S", 362},     {"L40", 181},
+      {"L4", 121},        {"A10", 125},
   };
   for (const auto& [key, tflops] : table)
-    if (name.find(key) != std::string::npos) return tflops;
+    if (names_part(name, key)) return tflops;
   return std::nullopt;
 }
 

@@ -78,6 +78,13 @@ TEST_CASE("peak table: dense bf16 figures by device name, specific names first",
   CHECK(known_bf16_peak_tflops("NVIDIA H100 80GB HBM3") == 989);
   CHECK(known_bf16_peak_tflops("NVIDIA H100 PCIe") == 756);
   CHECK(known_bf16_peak_tflops("NVIDIA A100-SXM4-80GB") == 312);
+  // Whole-word matches only: the L40 is not an L4, the H200 NVL not an H200 SXM, a GH200 not an H200.
+  CHECK(known_bf16_peak_tflops("NVIDIA L40") == 181);
+  CHECK(known_bf16_peak_tflops("NVIDIA L4") == 121);
+  CHECK(known_bf16_peak_tflops("NVIDIA H200 NVL") == 835);
+  CHECK(known_bf16_peak_tflops("NVIDIA H200") == 989);
+  CHECK(known_bf16_peak_tflops("NVIDIA GH200 480GB") == 989);
+  CHECK_FALSE(known_bf16_peak_tflops("NVIDIA A10G").has_value());
   CHECK(known_bf16_peak_tflops("NVIDIA L40S") == 362);
   CHECK_FALSE(known_bf16_peak_tflops("Some Future Accelerator").has_value());
   CHECK_FALSE(known_bf16_peak_tflops("").has_value());

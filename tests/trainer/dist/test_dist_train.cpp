@@ -285,7 +285,7 @@ TEST_CASE("a rank that hangs makes the others exit non-zero after the collective
   REQUIRE_THAT(log, Catch::Contains("rwkv: error: rank 0 of 2") && Catch::Contains("within 4 s"));
 }
 
-// For a GPU machine with 2 or more GPUs (scripts/gpu-check.sh): NCCL, one GPU per rank.
+// For a GPU machine with 2 or more GPUs (scripts/gpu-bundle.sh): NCCL, one GPU per rank.
 TEST_CASE("torchrun on 2 GPUs over NCCL trains like one GPU, also under ZeRO-2", "[dist][cuda]") {
   RWKV_REQUIRE_CUDA_OR_SKIP();
   if (torch::cuda::device_count() < 2) {

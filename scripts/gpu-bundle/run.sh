@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The GPU bundle's runner (built by scripts/gpu-bundle.sh; README.md "GPU checks"). On a machine
+# with an NVIDIA GPU and a python3 holding torch 2.11.0+cu130 (nothing else: no packages, no
+# network), it checks that every library resolves, runs every [cuda] test (failing if one skips
+# for want of a GPU), the WKV, training-step and generation benches, and a short real training
+# run with a checkpoint and a resume; then prints a table of the figures.
+#   run.sh [--cpu] [--long] OUT_DIR      (or RWKV_BUNDLE_OUT=OUT_DIR run.sh)
+#   --cpu   the same sequence on the CPU with small shapes: proves the bundle works without a GPU
+#   --long  the longer benches as well (4096/8192-token contexts, more steps)
+# Writes OUT_DIR/log.txt (everything printed), OUT_DIR/figures.json (every bench's JSON under
+# its name) and OUT_DIR/json/*.json. Exits non-zero on the first failed check.
+set -uo pipefail
+export PATH="${PATH:-/usr/local/bin:/usr/bin:/bin}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cpu=0 long=0 out="${RWKV_BUNDLE_OUT:-}"
+for a in "$@"; do
+  case "$a" in
+    --cpu) cpu=1 ;;
+    --long) long=1 ;;
+    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -*) echo "run.sh: unknown option $a (expected --cpu, --long, OUT_DIR)" >&2; exit 2 ;;
+    *) out="$a" ;;
+  esac
+done
+[[ -n $out ]] || { echo "run.sh: give an output folder (run.sh OUT_DIR or RWKV_BUNDLE_OUT)" >&2; exit 2; }
+mkdir -p "$out/json" || exit 2
+out="$(cd "$out" && pwd)"
+log="$out/log.txt"
+: >"$log"
+say() { printf '%s\n' "$*" | tee -a "$log"; }
+fail() { say "run.sh: FAILED: $*"; exit 1; }
+step() { say ""; say "== $*"; }
+# Runs a command with its output into the log; fails the bundle when it fails.
+check() { "$@" 2>&1 | tee -a "$log"; local rc=${PIPESTATUS[0]}; ((rc == 0)) || fail "exit $rc: $*"; }
+started=$SECONDS
+
+# --- libraries: the bundle's own, then the torch wheel's (libtorch and the nvidia-* wheels) ----
+py="${PYTHON:-python3}"
+torch_dir="$("$py" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>>"$log")" ||
+  fail "$py cannot import torch (set PYTHON to a python3 that has torch 2.11.0+cu130)"
+[[ -f $torch_dir/lib/libtorch_cpu.so ]] || fail "no libtorch_cpu.so under $torch_dir/lib"
+libdir="$out/lib"
+if [[ ! -d $libdir ]]; then
+  mkdir -p "$libdir" && "$py" -m tarfile -e "$here/lib.tar.xz" "$libdir" || fail "cannot unpack lib.tar.xz"
+fi
+ld="$libdir:$torch_dir/lib"
+for d in "$torch_dir"/../nvidia/*/lib; do [[ -d $d ]] && ld="$ld:$(cd "$d" && pwd)"; done
+export LD_LIBRARY_PATH="$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export RWKV_TEST_BINARY_DIR="$here" RWKV_TEST_SOURCE_DIR="$here"
+rwkv="$here/bin/rwkv"
+
+step "machine"
+[[ -r /etc/os-release ]] && grep -E '^(PRETTY_NAME|VERSION_ID)=' /etc/os-release | tee -a "$log"
+say "torch: $torch_dir"
+command -v nvidia-smi >/dev/null && nvidia-smi -L 2>&1 | tee -a "$log"
+missing="$(ldd "$rwkv" "$here/bin/rwkv_tests" | grep 'not found' | sort -u)"
+[[ -z $missing ]] || { say "$missing"; fail "libraries not found (above)"; }
+check "$rwkv" env
+gpus="$("$rwkv" env | sed -n 's/^cuda devices: .*(torch: \([0-9]*\)).*/\1/p')"
+if ((cpu)); then
+  dev=cpu
+  say "mode: --cpu (small shapes; no GPU needed)"
+else
+  [[ ${gpus:-0} -ge 1 ]] || fail "torch sees no CUDA device (run with --cpu to check the bundle on a CPU)"
+  dev=cuda
+fi
+
+step "tests"
+if ((cpu)); then
+  check "$here/bin/rwkv_tests" "[kernels]~[cuda]" --order lex
+else
+  check "$here/bin/rwkv_tests" "[cuda]" --order lex
+  skipped="$(grep -c 'skipped: no CUDA device' "$log")"
+  ((skipped == 0)) || fail "$skipped [cuda] test(s) skipped for want of a GPU although torch sees $gpus"
+fi
+
+# --- benches: each writes json/NAME.json ----------------------------------------------------------
+bench() {  # bench NAME ARGS...
+  local name="$1"; shift
+  step "bench $name: $*"
+  check "$rwkv" bench "$@" --json "$out/json/$name.json"
+}
+cfg="$here/configs"
+if ((cpu)); then
+  bench wkv_seq wkv --device cpu --dtype fp32 --B 1 --T 64 --C 64 --runs 2 --warmup 1
+  bench train_small train "$cfg/bundle-train.yaml" --device cpu --micro-batch 2 --ctx 32 --steps 1 --warmup 0
+  bench generate_small generate "$cfg/bundle-train.yaml" --device cpu --ctx 16 --tokens 4 --warmup 1
+else
+  bench wkv_bf16_B8_T4096_C768 wkv --device cuda --dtype bf16 --B 8 --T 4096 --C 768 --runs 10 --warmup 3
+  bench wkv_bf16_B1_T16384_C2048 wkv --no-loop --device cuda --dtype bf16 --B 1 --T 16384 --C 2048 --runs 10 --warmup 3
+  RWKV_WKV_CHUNK=256 bench wkv_chunked256_B1_T16384_C2048 wkv --no-loop --device cuda --dtype bf16 --B 1 --T 16384 --C 2048 --runs 10 --warmup 3
+  bench train_169m train "$cfg/rwkv4-169m.yaml" --device cuda --ctx 1024 --steps 10 --warmup 3
+  bench train_1b5 train "$cfg/rwkv4-1b5.yaml" --device cuda --ctx 1024 --steps 5 --warmup 2
+  bench generate_169m generate "$cfg/rwkv4-169m.yaml" --device cuda --ctx 1024,8192 --tokens 64
+  if ((long)); then
+    bench train_169m_ctx4096 train "$cfg/rwkv4-169m.yaml" --device cuda --micro-batch 2 --ctx 4096 --steps 10 --warmup 3
+    bench train_1b5_ctx8192 train "$cfg/rwkv4-1b5.yaml" --device cuda --micro-batch 1 --ctx 8192 --steps 5 --warmup 2
+    bench generate_169m_long generate "$cfg/rwkv4-169m.yaml" --device cuda --ctx 65536 --tokens 256
+  fi
+fi
+
+# --- a real run: 10 steps with a checkpoint, then a resume to step 20 ------------------------------
+step "train: 10 steps, checkpoint, resume to 20 ($dev)"
+run_dir="$out/train-run"
+rm -rf "$run_dir"
+sets=(--set "data.path=$here/data/bundle_byte" --set "train.run_dir=$run_dir" --set "train.device=$dev")
+((cpu)) || sets+=(--set train.precision=bf16)
+check "$rwkv" train "$cfg/bundle-train.yaml" "${sets[@]}" --set train.max_steps=10
+check "$rwkv" train "$cfg/bundle-train.yaml" "${sets[@]}"
+grep -q "resumed from .*step-00000010" "$log" || fail "the second run did not resume from step 10"
+grep -q "finished at step 20" "$log" || fail "the resumed run did not finish at step 20"
+
+# --- figures: one JSON, then the table -------------------------------------------------------------
+{
+  printf '{"mode": "%s", "seconds": %d' "$dev" $((SECONDS - started))
+  for f in "$out"/json/*.json; do printf ',\n"%s": ' "$(basename "$f" .json)"; cat "$f"; done
+  printf '}\n'
+} >"$out/figures.json"
+step "figures ($out/figures.json)"
+"$py" - "$out/figures.json" <<'PY' | tee -a "$log"
+import json, sys
+figures = json.load(open(sys.argv[1]))
+rows = []
+for name, d in figures.items():
+    if not isinstance(d, dict):
+        continue
+    if d.get("bench") == "wkv":
+        for part in ("forward", "forward_backward"):
+            ms = d.get(part, {}).get("op", {}).get("median_ms")
+            if ms is not None:
+                rows.append((name, ms, f"{part} ms"))
+        if "forward_gb_per_s" in d:
+            rows.append((name, d["forward_gb_per_s"], "forward GB/s"))
+    elif d.get("bench") == "train":
+        rows.append((name, d["tokens_per_s"], "tok/s"))
+        rows.append((name, d["step"]["median_ms"], "step ms"))
+        rows.append((name, 100 * d["mfu_vs_gemm"], "% MFU vs its GEMMs"))
+        if "mfu_vs_table" in d:
+            rows.append((name, 100 * d["mfu_vs_table"], "% MFU vs the table peak"))
+    elif d.get("bench") == "generate":
+        for c in d["contexts"]:
+            rows.append((name, c["tokens_per_s"], f"tok/s after ctx {c['ctx']}"))
+print(f"{'bench':36} {'figure':>12}  what")
+for name, v, what in rows:
+    print(f"{name:36} {v:12.4g}  {what}")
+PY
+say "run.sh: all checks passed in $((SECONDS - started)) s ($dev)"

@@ -1,0 +1,202 @@
+// The WKV CUDA kernels, run on the host (kernels/wkv_host.h: the same source as the GPU's, g++
+// and a loop over blocks × threads), against the CPU op (kernels/wkv_op.h) and the naive formula
+// in double (tests/kernels/wkv_reference.h): what a GPU would compute, short of the device's expf,
+// from the pointers kernels/wkv_op_cuda.cpp would pass (wkv_kernel_args).
+// Shapes make B·C not a multiple of the 128-thread block; chunk sizes cover 1, a middle one,
+// T − 1, T and more than T; every case carries an initial state and checks the final state, and
+// the backward checks the initial state's gradients. Outputs start as NaN, so an element the
+// kernels never write fails too.
+#include <cmath>
+#include <limits>
+
+#include "kernels/wkv_host.h"
+#include "kernels/wkv_math.h"
+#include "kernels/wkv_op.h"
+#include "tests/kernels/wkv_reference.h"
+#include "tests/support/test_util.h"
+
+namespace {
+
+using torch::Tensor;
+using namespace rwkv::test::wkv;
+namespace kernels = rwkv::kernels;
+
+struct Shape {
+  int64_t B, T, C;
+};
+// 135 and 5 threads over blocks of 128 (partial last block), and exactly one full block.
+const Shape kShapes[] = {{3, 37, 45}, {1, 16, 5}, {2, 20, 64}};
+
+Tensor nan_like(const Tensor& t) { return torch::full_like(t, std::numeric_limits<double>::quiet_NaN()); }
+Tensor nan_tensor(at::IntArrayRef shape) {
+  return torch::full(shape, std::numeric_limits<float>::quiet_NaN(), torch::kFloat32);
+}
+
+// One problem in the kernels' dtypes: w = -exp(time_decay) and u in fp32, k and v in `io`, and a
+// carried initial state: the CPU op's final state after a random 9-token prefix.
+struct Problem {
+  Tensor w, u, k, v, aa0, bb0, pp0;
+};
+
+Problem make_problem(const Shape& s, torch::ScalarType io, uint64_t seed) {
+  const Inputs in = random_inputs(s.B, s.T, s.C, 20, -8, 8, seed);
+  const Inputs pre = random_inputs(s.B, 9, s.C, 20, -8, 8, seed + 1000);
+  Problem p{(-torch::exp(in.time_decay)).to(torch::kFloat32), in.time_first.to(torch::kFloat32), in.k.to(io),
+            in.v.to(io), torch::zeros({s.B, s.C}), torch::zeros({s.B, s.C}),
+            torch::full({s.B, s.C}, kernels::wkv::kEmptyExponent)};
+  kernels::wkv_forward({p.w, p.u, pre.k.to(io), pre.v.to(io), p.aa0, p.bb0, p.pp0, torch::empty_like(pre.k.to(io))});
+  return p;
+}
+
+struct Forward {
+  Tensor y, aa, bb, pp;
+};
+
+Forward cpu_forward(const Problem& p) {
+  Forward f{torch::empty_like(p.k), p.aa0.clone(), p.bb0.clone(), p.pp0.clone()};
+  kernels::wkv_forward({p.w, p.u, p.k, p.v, f.aa, f.bb, f.pp, f.y});
+  return f;
+}
+
+// chunk 0: the sequential kernel; otherwise the chunked one.
+Forward host_forward(const Problem& p, int64_t chunk) {
+  Forward f{nan_like(p.k), p.aa0.clone(), p.bb0.clone(), p.pp0.clone()};
+  const kernels::WkvCudaForward a = kernels::wkv_kernel_args({p.w, p.u, p.k, p.v, f.aa, f.bb, f.pp, f.y});
+  const kernels::WkvIo io = kernels::wkv_kernel_io(p.k);
+  kernels::host::cudaError_t status;
+  if (chunk == 0) {
+    status = kernels::host::wkv_forward(io, a, nullptr);
+  } else {
+    Tensor scratch = nan_tensor({3, (a.T + chunk - 1) / chunk, a.B, a.C});
+    status = kernels::host::wkv_forward_chunked(io, a, chunk, scratch.data_ptr<float>(), nullptr);
+  }
+  REQUIRE(status == kernels::host::cudaSuccess);
+  return f;
+}
+
+// (A, B) = (aa, bb)·e^pp of two final states, compared at the larger exponent: max relative error.
+double state_diff(const Forward& got, const Forward& ref) {
+  const Tensor m = torch::maximum(got.pp, ref.pp);
+  const Tensor sg = torch::exp(got.pp - m), sr = torch::exp(ref.pp - m);
+  const Tensor eb = ((got.bb * sg - ref.bb * sr).abs() / (ref.bb * sr).abs()).max();
+  const Tensor ea = ((got.aa * sg - ref.aa * sr).abs() / ((ref.aa * sr).abs() + ref.bb * sr)).max();
+  return torch::maximum(eb, ea).item<double>();  // NaN (a state never written) propagates
+}
+
+// The naive formula in double from the problem's own (rounded) inputs and initial state.
+double naive_error(const Problem& p, const Tensor& y) {
+  const Tensor k = p.k.to(torch::kFloat64).contiguous(), v = p.v.to(torch::kFloat64).contiguous();
+  const int64_t B = k.size(0), T = k.size(1), C = k.size(2);
+  const auto w = p.w.accessor<float, 1>(), u = p.u.accessor<float, 1>();
+  const auto aa = p.aa0.accessor<float, 2>(), bb = p.bb0.accessor<float, 2>(), pp = p.pp0.accessor<float, 2>();
+  if (!torch::isfinite(y).all().item<bool>()) return std::numeric_limits<double>::infinity();
+  const Tensor y64 = y.to(torch::kFloat64);
+  const auto ya = y64.accessor<double, 3>();
+  double worst = 0, scale = 1;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t t = 0; t < T; ++t) {
+        const double ref = naive_y(k.data_ptr<double>() + b * T * C + c, v.data_ptr<double>() + b * T * C + c, C, t,
+                                   w[c], u[c], aa[b][c], bb[b][c], pp[b][c]);
+        worst = std::max(worst, std::abs(ya[b][t][c] - ref));
+        scale = std::max(scale, 1 + std::abs(ref));
+      }
+  return worst / scale;
+}
+
+// Agreement with the CPU op: a few fp32 ulps for fp32 I/O (FMA, expf vs host_expf, and the chunked
+// form's other order), one bf16 rounding step (2^-8) for bf16 I/O.
+double io_tolerance(torch::ScalarType io) { return io == torch::kBFloat16 ? 4e-3 : 2e-5; }
+constexpr double kStateTolerance = 2e-5;  // the state is fp32 for either I/O dtype
+// The chunked form combines chunk states in another order and rounds n·w in the exponent of each
+// combination: up to ~400 fp32 ulps of the final state on these inputs (3e-5 measured).
+constexpr double kChunkedStateTolerance = 1e-4;
+
+}  // namespace
+
+TEST_CASE("host-run WKV forward kernel equals the CPU op and the naive formula", "[kernels]") {
+  uint64_t seed = 1;
+  for (const Shape& s : kShapes)
+    for (const auto io : {torch::kFloat32, torch::kBFloat16}) {
+      const Problem p = make_problem(s, io, seed++);
+      const Forward ref = cpu_forward(p), got = host_forward(p, 0);
+      const double ey = max_scaled_diff(got.y, ref.y), es = state_diff(got, ref), en = naive_error(p, got.y);
+      CAPTURE(s.B, s.T, s.C, io, ey, es, en);
+      CHECK(ey < io_tolerance(io));
+      CHECK(es < kStateTolerance);
+      CHECK(en < (io == torch::kBFloat16 ? 4e-3 : fp32_tolerance(s.T, -8)));
+    }
+}
+
+TEST_CASE("host-run chunked WKV forward kernels equal the CPU op for every chunk size", "[kernels]") {
+  uint64_t seed = 11;
+  for (const Shape& s : kShapes)
+    for (const auto io : {torch::kFloat32, torch::kBFloat16}) {
+      const Problem p = make_problem(s, io, seed++);
+      const Forward ref = cpu_forward(p);
+      for (const int64_t chunk : {int64_t{1}, int64_t{7}, s.T - 1, s.T, s.T + 13}) {
+        const Forward got = host_forward(p, chunk);
+        const double ey = max_scaled_diff(got.y, ref.y), es = state_diff(got, ref);
+        CAPTURE(s.B, s.T, s.C, io, chunk, ey, es);
+        CHECK(ey < io_tolerance(io));
+        CHECK(es < kChunkedStateTolerance);
+      }
+    }
+}
+
+namespace {
+
+struct Backward {
+  Tensor gk, gv, gw, gu, g_aa0, g_bb0, g_pp0;
+};
+
+// ∂L/∂y random in `io`; ∂L/∂(aa_T, bb_T) random, as when the final state feeds the next chunk.
+struct Cotangents {
+  Tensor gy, g_aa_T, g_bb_T;
+};
+
+Cotangents random_cotangents(const Problem& p) {
+  return {torch::randn(p.k.sizes()).to(p.k.scalar_type()), torch::randn(p.aa0.sizes()), torch::randn(p.aa0.sizes())};
+}
+
+Backward cpu_backward(const Problem& p, const Cotangents& g) {
+  Backward r{torch::empty_like(p.k),  torch::empty_like(p.k),  torch::empty_like(p.aa0), torch::empty_like(p.aa0),
+             torch::empty_like(p.aa0), torch::empty_like(p.aa0), torch::empty_like(p.aa0)};
+  kernels::wkv_backward({p.w, p.u, p.k, p.v, p.aa0, p.bb0, p.pp0, g.gy, g.g_aa_T, g.g_bb_T, r.gk, r.gv, r.gw, r.gu,
+                         r.g_aa0, r.g_bb0, r.g_pp0});
+  return r;
+}
+
+Backward host_backward(const Problem& p, const Cotangents& g) {
+  Backward r{nan_like(p.k),   nan_like(p.k),   nan_like(p.aa0), nan_like(p.aa0),
+             nan_like(p.aa0), nan_like(p.aa0), nan_like(p.aa0)};
+  Tensor workspace = nan_tensor({3, p.k.size(0), p.k.size(1), p.k.size(2)});
+  const kernels::WkvCudaBackward a = kernels::wkv_kernel_args(
+      {p.w, p.u, p.k, p.v, p.aa0, p.bb0, p.pp0, g.gy, g.g_aa_T, g.g_bb_T, r.gk, r.gv, r.gw, r.gu, r.g_aa0, r.g_bb0,
+       r.g_pp0},
+      workspace);
+  REQUIRE(kernels::host::wkv_backward(kernels::wkv_kernel_io(p.k), a, nullptr) == kernels::host::cudaSuccess);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("host-run WKV backward kernel equals the CPU op, initial-state gradients included", "[kernels]") {
+  uint64_t seed = 21;
+  for (const Shape& s : kShapes)
+    for (const auto io : {torch::kFloat32, torch::kBFloat16}) {
+      const Problem p = make_problem(s, io, seed++);
+      const Cotangents g = random_cotangents(p);
+      const Backward ref = cpu_backward(p, g), got = host_backward(p, g);
+      const double tol = io_tolerance(io);
+      CAPTURE(s.B, s.T, s.C, io);
+      CHECK(max_scaled_diff(got.gk, ref.gk) < tol);
+      CHECK(max_scaled_diff(got.gv, ref.gv) < tol);
+      // The fp32 partials sum over T steps of bf16-rounded inputs either way: the fp32 tolerance.
+      CHECK(max_scaled_diff(got.gw, ref.gw) < kStateTolerance);
+      CHECK(max_scaled_diff(got.gu, ref.gu) < kStateTolerance);
+      CHECK(max_scaled_diff(got.g_aa0, ref.g_aa0) < kStateTolerance);
+      CHECK(max_scaled_diff(got.g_bb0, ref.g_bb0) < kStateTolerance);
+      CHECK(max_scaled_diff(got.g_pp0, ref.g_pp0) < kStateTolerance);
+    }
+}

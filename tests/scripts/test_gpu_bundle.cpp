@@ -1,0 +1,86 @@
+// scripts/gpu-bundle.sh + the bundle's run.sh, checked the way a bare GPU machine will use them:
+// the bundle copied out of the checkout, run under `env -i` with no network, the checkout (build
+// tree and project venv) hidden, and a python3 whose torch lives at another path. On a machine
+// without a GPU, `run.sh --cpu` must pass to the end and plain `run.sh` must refuse.
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+#include "tests/support/test_util.h"
+
+namespace fs = std::filesystem;
+using rwkv::test::run;
+
+namespace {
+
+// A python3 that reports `torch_dir` for the torch query and is the system python otherwise.
+void write_fake_python(const fs::path& file, const fs::path& torch_dir) {
+  std::ofstream(file) << fmt::format(R"(#!/bin/sh
+case "$*" in
+  *"import os, torch"*) echo "{}"; exit 0 ;;
+esac
+exec /usr/bin/python3 "$@"
+)",
+                                     torch_dir.string());
+  fs::permissions(file, fs::perms::owner_all);
+}
+
+}  // namespace
+
+TEST_CASE("the GPU bundle runs from a copy under env -i, offline, with the checkout hidden", "[scripts]") {
+  rwkv::test::TempDir dir("rwkv-bundle");
+  const fs::path src = rwkv::test::source_dir(), bin = rwkv::test::binary_dir();
+  std::string out;
+  INFO(out);
+  REQUIRE(run(fmt::format("cd {} && BUILD_DIR={} scripts/gpu-bundle.sh {} 2>&1", src.string(), bin.string(),
+                          (dir / "bundle").string()),
+              &out) == 0);
+  CHECK_THAT(out, Catch::Contains("MiB"));
+
+  // torch at another path: hard links (no copy of its gigabytes), so hiding the venv hides nothing of it.
+  std::string found;
+  REQUIRE(run(rwkv::test::python() + " -c 'import os, torch; print(os.path.dirname(torch.__file__))'", &found) == 0);
+  const fs::path torch_src = fs::path(found.substr(0, found.find_last_not_of("\n") + 1));
+  fs::create_directories(dir / "site");
+  if (run(fmt::format("cp -al {} {} && cp -al {} {}", torch_src.string(), (dir / "site" / "torch").string(),
+                      (torch_src.parent_path() / "nvidia").string(), (dir / "site" / "nvidia").string()),
+          &out) != 0) {
+    WARN("skipped: cannot hard-link the torch wheel next to the test's temp dir: " << out);
+    return;
+  }
+  write_fake_python(dir / "python3", dir / "site" / "torch");
+
+  const std::string bundle = (dir / "bundle").string();
+  const auto isolated = [&](const std::string& args, std::string* output) {
+    // unshare: a mount namespace with the checkout (and a build dir outside it) covered by an
+    // empty folder, and no network. Where that is refused (not root), env -i alone.
+    fs::create_directories(dir / "empty");
+    std::string hide = fmt::format("mount --bind {0} {1}", (dir / "empty").string(), src.string());
+    if (!fs::equivalent(bin.parent_path(), src)) hide += fmt::format(" && mount --bind {} {}", (dir / "empty").string(), bin.string());
+    const std::string inner = fmt::format("env -i PYTHON={} {}/run.sh {}", (dir / "python3").string(), bundle, args);
+    const std::string cmd = fmt::format("unshare -m -n sh -c '{} && test ! -e {} && {}' 2>&1", hide,
+                                        (src / ".venv").string(), inner);
+    if (run("unshare -m -n true 2>/dev/null") == 0) return run(cmd, output);
+    WARN("unshare refused (not root?): checking under env -i without hiding the checkout or the network");
+    return run(inner + " 2>&1", output);
+  };
+
+  const int rc = isolated("--cpu " + (dir / "out-cpu").string(), &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK_THAT(out, Catch::Contains("run.sh: all checks passed"));
+  CHECK_THAT(out, Catch::Contains("resumed from"));
+  std::ifstream json(dir / "out-cpu" / "figures.json");
+  const auto figures = nlohmann::json::parse(json);
+  for (const char* bench : {"wkv_seq", "train_small", "generate_small"}) CHECK(figures.contains(bench));
+  CHECK(figures.at("mode") == "cpu");
+
+  if (torch::cuda::device_count() == 0) {
+    std::string refused;
+    CHECK(isolated((dir / "out-gpu").string(), &refused) != 0);
+    INFO(refused);
+    CHECK_THAT(refused, Catch::Contains("torch sees no CUDA device"));
+  }
+}
