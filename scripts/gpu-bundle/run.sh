@@ -78,7 +78,7 @@ fi
 bench() {  # bench NAME ARGS...
   local name="$1"; shift
   step "bench $name: $*"
-  check "$rwkv" bench "$@" --json "$out/json/$name.json"
+  check "$rwkv" bench "$@" --json "$out/json/$name.json" --force  # a rerun into the same OUT
 }
 cfg="$here/configs"
 if ((cpu)); then
