@@ -7,6 +7,8 @@
 #include <cmath>
 #include <string>
 
+#include "trainer/config/device.h"
+
 namespace rwkv::cli {
 
 // A finite number above zero, or from zero on when `zero_allowed`.
@@ -41,12 +43,11 @@ inline const CLI::Validator non_negative_integer(
 // any work, not a LibTorch error.
 inline const CLI::Validator device_name(
     [](const std::string& name) -> std::string {
-      if (name == "auto") return {};
       try {
-        (void)torch::Device(name);
+        (void)trainer::resolve_device(name);  // the one device resolution (trainer/config/device.h)
         return {};
-      } catch (const std::exception&) {
-        return "expected cpu, cuda or cuda:N, got '" + name + "'";
+      } catch (const std::invalid_argument& e) {
+        return e.what();
       }
     },
     "DEVICE");

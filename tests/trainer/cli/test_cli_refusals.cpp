@@ -106,7 +106,7 @@ TEST_CASE("bad inputs to the `rwkv` binary: exit status, one message, no backtra
       {"prep {d}/text -o {d}/tok --quiet --force", 0, "wrote"},
       {"eval {run} --data {d}/tok --dump-logprobs {d}/notes.txt --force", 2, "not an earlier output of ours"},
       {"bench wkv --B 1 --T 4 --C 4 --runs 1 --warmup 0 --json {d}/notes.txt --force", 2, "not an earlier output"},
-      {"bench wkv --device bogus", 2, "expected cpu, cuda or cuda:N"},
+      {"bench wkv --device bogus", 2, "expected auto, cpu, cuda or cuda:N"},
       // train: paths, flags and an earlier run's checkpoints
       {"train {cfg} --resume --restart", 2, "excludes"},
       {"train {cfg} --set checkpoint.dir={d}/notes.txt", 2, "checkpoint.dir"},
