@@ -90,6 +90,9 @@ struct CheckpointConfig {
   std::string dir;                  // default: <run_dir>/checkpoints
   int64_t every_steps = 1000;
   int64_t keep = 3;
+  // How long the other ranks wait while rank 0 writes a checkpoint (a big one on a slow disk takes
+  // minutes); a rank 0 that died or froze is noticed sooner, within train.dist_timeout_s.
+  double write_timeout_s = 1800;
   ResumeMode resume = ResumeMode::auto_;
   std::string init_from;            // a checkpoint directory or a .pth: weights to start from
 };

@@ -9,8 +9,15 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
+#include <exception>
+#include <future>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
+#include <thread>
 
 namespace rwkv {
 namespace {
@@ -136,23 +143,157 @@ void Communicator::barrier() {
   finish(backend_->barrier(), "barrier", env_, timeout_);
 }
 
-std::pair<bool, std::string> Communicator::root_outcome(bool ok, const std::string& message,
-                                                        std::chrono::milliseconds timeout) {
-  if (!store_) return {ok, message};
-  const std::string key = "outcome/" + std::to_string(outcomes_++);
-  if (is_root()) {
-    const std::string value = (ok ? "1" : "0") + message;
-    store_->set(key, std::vector<uint8_t>(value.begin(), value.end()));
-    return {ok, message};
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A store operation's failure as one line (c10's frames say nothing to the user).
+std::string store_error(const std::exception& e) {
+  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
+  return e.what();
+}
+
+// Adds 1 to `key` every `interval` from its own thread until destroyed: proof of life for the
+// ranks waiting on rank 0. A failed beat ends the thread (the waiters then see the beats stop).
+class Heartbeat {
+ public:
+  Heartbeat(c10d::Store& store, std::string key, std::chrono::milliseconds interval)
+      : thread_([this, &store, key = std::move(key), interval] {
+          std::unique_lock<std::mutex> lock(mutex_);
+          do {
+            try {
+              store.add(key, 1);
+            } catch (const std::exception&) {
+              return;
+            }
+          } while (!stop_.wait_for(lock, interval, [this] { return stopped_; }));
+        }) {}
+  ~Heartbeat() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopped_ = true;
+    }
+    stop_.notify_all();
+    thread_.join();
   }
-  try {
-    store_->wait({key}, timeout);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(fmt::format("rank {} of {}: no word from rank 0 within {:.0f} s: {}", env_.rank,
-                                         env_.world_size, std::chrono::duration<double>(timeout).count(), e.what()));
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable stop_;
+  bool stopped_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+std::string Communicator::on_root(const std::string& what, const std::function<std::string()>& work,
+                                  std::chrono::milliseconds limit, const char* limit_field) {
+  if (!store_) return work();
+  const std::string n = std::to_string(outcomes_++);
+  const std::string key = "outcome/" + n, beat = "alive/" + n;
+  return is_root() ? run_on_root(key, beat, work) : wait_for_root(key, beat, what, limit, limit_field);
+}
+
+std::string Communicator::run_on_root(const std::string& key, const std::string& beat,
+                                      const std::function<std::string()>& work) {
+  std::string message;
+  std::exception_ptr failure;
+  {
+    // Several beats per collective timeout, so one late beat is not taken for a dead rank.
+    const Heartbeat alive(*store_, beat, std::clamp(timeout_ / 5, std::chrono::milliseconds(10), std::chrono::milliseconds(1000)));
+    try {
+      message = work();
+    } catch (const std::exception& e) {
+      failure = std::current_exception();
+      message = e.what();
+    }
   }
-  const auto value = store_->get(key);
-  return {!value.empty() && value[0] == '1', std::string(value.begin() + (value.empty() ? 0 : 1), value.end())};
+  const std::string value = (failure ? "0" : "1") + message;
+  store_->set(key, std::vector<uint8_t>(value.begin(), value.end()));
+  // The others read the outcome from the store, which rank 0 may host and take along when it exits
+  // (the run's last checkpoint): wait until each has read it. Bounded: a rank that died meanwhile is
+  // the next collective's to report.
+  const auto deadline = Clock::now() + timeout_;
+  while (store_->add(key + "/read", 0) < env_.world_size - 1 && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (failure) std::rethrow_exception(failure);
+  return message;
+}
+
+// `ask` (a store request) run on its own thread and given up after `limit`: a store that rank 0
+// hosts stops answering when rank 0 freezes, and then every c10d store call blocks for good, even
+// wait() with a timeout (it blocks again cancelling the wait). The abandoned thread holds its own
+// reference to the store and ends with the process. Returns false when `limit` passed first.
+template <class T>
+bool ask_within(std::chrono::milliseconds limit, std::function<T()> ask, T& answer) {
+  auto task = std::make_shared<std::packaged_task<T()>>(std::move(ask));
+  std::future<T> reply = task->get_future();
+  std::thread([task] { (*task)(); }).detach();
+  if (reply.wait_for(limit) != std::future_status::ready) return false;
+  answer = reply.get();  // rethrows the store's error
+  return true;
+}
+
+std::string Communicator::wait_for_root(const std::string& key, const std::string& beat, const std::string& what,
+                                        std::chrono::milliseconds limit, const char* limit_field) {
+  const auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
+  const auto poll = std::clamp(timeout_ / 20, std::chrono::milliseconds(1), std::chrono::milliseconds(50));
+  const auto silent = [&] {
+    return std::runtime_error(fmt::format(
+        "rank {} of {}: rank 0 stopped responding while it was to {}: no heartbeat for {:.0f} s (it died or "
+        "hung; the limit is train.dist_timeout_s)",
+        env_.rank, env_.world_size, what, seconds(timeout_)));
+  };
+  // One round trip: is the outcome posted, how many beats so far; then the outcome itself.
+  const auto ask = [&](auto request, auto& answer) {
+    try {
+      if (!ask_within(timeout_, std::function(request), answer)) throw silent();
+    } catch (const std::runtime_error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw std::runtime_error(fmt::format("rank {} of {}: lost contact with rank 0 while it was to {}: {}", env_.rank,
+                                           env_.world_size, what, store_error(e)));
+    }
+  };
+  // One round trip: the outcome when posted (then acknowledged, so rank 0 may exit), else the
+  // number of beats so far.
+  struct State {
+    std::optional<std::vector<uint8_t>> outcome;
+    int64_t beats = 0;
+  };
+  const c10::intrusive_ptr<c10d::Store> store = store_;
+  const std::string ack = key + "/read";
+  const auto look = [store, key, beat, ack] {
+    State s;
+    if (store->check({key})) {
+      s.outcome = store->get(key);
+      store->add(ack, 1);
+    } else {
+      s.beats = store->add(beat, 0);
+    }
+    return s;
+  };
+  const auto start = Clock::now();
+  auto last_beat = start;
+  int64_t beats = -1;
+  State state;
+  for (ask(look, state); !state.outcome; ask(look, state)) {
+    const auto now = Clock::now();
+    if (state.beats != beats) {
+      beats = state.beats;
+      last_beat = now;
+    } else if (now - last_beat > timeout_) {
+      throw silent();
+    }
+    if (now - start > limit)
+      throw std::runtime_error(fmt::format("rank {} of {}: rank 0 did not {} within {:.0f} s (the limit is {})",
+                                           env_.rank, env_.world_size, what, seconds(limit), limit_field));
+    std::this_thread::sleep_for(poll);
+  }
+  const std::vector<uint8_t>& value = *state.outcome;
+  const std::string word(value.begin() + (value.empty() ? 0 : 1), value.end());
+  if (value.empty() || value[0] != '1') throw std::runtime_error(fmt::format("rank 0 could not {}: {}", what, word));
+  return word;
 }
 
 }  // namespace rwkv

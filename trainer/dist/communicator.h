@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 
 #include "trainer/dist/dist_env.h"
@@ -45,19 +46,29 @@ class Communicator {
   void reduce_scatter_sum(torch::Tensor& out, const torch::Tensor& in);
   void barrier();
 
-  // Rank 0 reports the outcome of work only it does (writing a checkpoint): `ok` and a message
-  // (the path written, or the error). Every other rank waits up to `timeout` for that report and
-  // returns it; root returns its own. Runs over the store, not a collective, so the wait can be
-  // longer than the collective timeout while rank 0 writes. Called in the same order on all ranks.
-  std::pair<bool, std::string> root_outcome(bool ok, const std::string& message,
-                                            std::chrono::milliseconds timeout);
+  // Work only rank 0 does (writing a checkpoint, locking the run directory), with its outcome
+  // given to every rank: rank 0 runs `work` and returns its result or rethrows its exception; every
+  // other rank returns the same string or throws "rank 0 could not <what>: <its error>". Not a
+  // collective, so it may take longer than one: the others wait up to `limit` (the config field
+  // `limit_field` says so in the error). Rank 0 beats a heartbeat through the store meanwhile, so a
+  // rank 0 that died or froze is noticed within the collective timeout (train.dist_timeout_s),
+  // whoever hosts the store (rank 0 itself, or torchrun's agent, which outlives it). Called in the
+  // same order on all ranks. With one rank: `work()`.
+  std::string on_root(const std::string& what, const std::function<std::string()>& work,
+                      std::chrono::milliseconds limit, const char* limit_field);
 
  private:
   DistEnv env_;
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> backend_;
-  int64_t outcomes_ = 0;  // root_outcome calls so far: names each report's key uniquely
+  // Rank 0's side of on_root: runs `work` while a thread beats `beat`, then posts `key`.
+  std::string run_on_root(const std::string& key, const std::string& beat, const std::function<std::string()>& work);
+  // The other ranks' side: waits for `key` while `beat` moves.
+  std::string wait_for_root(const std::string& key, const std::string& beat, const std::string& what,
+                            std::chrono::milliseconds limit, const char* limit_field);
+
+  int64_t outcomes_ = 0;  // on_root calls so far: names each call's keys uniquely
 };
 
 }  // namespace rwkv

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <stdexcept>
 
 namespace rwkv::trainer {
@@ -13,12 +12,7 @@ Checkpointer::Checkpointer(const RunConfig& config, TrainStep& step, Communicato
       dir_(config.checkpoint.dir),
       keep_(config.checkpoint.keep),
       config_yaml_(config.to_yaml()),
-      // Rank 0 alone writes while the others wait: a big checkpoint takes minutes, more than a
-      // collective may. A rank 0 that dies meanwhile is noticed at once (its connection closes),
-      // so the long wait only covers slow disks.
-      wait_(std::max<std::chrono::milliseconds>(
-          std::chrono::milliseconds(static_cast<int64_t>(config.train.dist_timeout_s * 1000)),
-          std::chrono::minutes(30))) {}
+      write_limit_(static_cast<int64_t>(config.checkpoint.write_timeout_s * 1000)) {}
 
 namespace {
 
@@ -49,23 +43,16 @@ std::filesystem::path Checkpointer::save(const TrainProgress& progress) {
   ck.progress = progress;
   ck.progress.adam_steps = step_.optimizer().steps();
   ck.optimizer = step_.optimizer().full_state();
-  bool ok = true;
-  std::string message;
-  if (comm_.is_root()) {
-    try {
-      ck.weights = step_.params();
-      capture_rng(ck);
-      ck.config_yaml = config_yaml_;
-      check_finite(ck, dir_);
-      message = save_checkpoint(dir_, ck, keep_).string();
-    } catch (const std::exception& e) {
-      ok = false;
-      message = e.what();
-    }
-  }
-  const auto [written, word] = comm_.root_outcome(ok, message, wait_);
-  if (!written) throw std::runtime_error(comm_.is_root() ? word : "rank 0 could not write the checkpoint: " + word);
-  return word;
+  return comm_.on_root(
+      "write the checkpoint",
+      [&] {
+        ck.weights = step_.params();
+        capture_rng(ck);
+        ck.config_yaml = config_yaml_;
+        check_finite(ck, dir_);
+        return save_checkpoint(dir_, ck, keep_).string();
+      },
+      write_limit_, "checkpoint.write_timeout_s");
 }
 
 }  // namespace rwkv::trainer

@@ -174,23 +174,17 @@ bool resume_or_init(const RunConfig& cfg, TrainEnv& env, TrainStep& step, Commun
 // before it reads a checkpoint.
 std::unique_ptr<RunDirectoryLock> claim_run_directory(const RunConfig& cfg, Communicator& comm, const Voice& voice) {
   std::unique_ptr<RunDirectoryLock> lock;
-  bool ok = true;
-  std::string message;
-  if (comm.is_root()) {
-    try {
-      lock = std::make_unique<RunDirectoryLock>(run_lock_dirs(cfg));
-      if (cfg.checkpoint.resume == ResumeMode::restart) {
-        const fs::path archive = archive_earlier_run(cfg);
-        if (!archive.empty()) voice.print("restart: the earlier run's checkpoints and metrics are now in " + archive.string());
-      }
-    } catch (const std::exception& e) {
-      ok = false;
-      message = e.what();
-    }
-  }
-  const auto [claimed, word] =
-      comm.root_outcome(ok, message, std::chrono::milliseconds(static_cast<int64_t>(cfg.train.dist_timeout_s * 1000)));
-  if (!claimed) throw std::runtime_error(comm.is_root() ? word : "rank 0: " + word);
+  comm.on_root(
+      "claim the run directory",
+      [&] {
+        lock = std::make_unique<RunDirectoryLock>(run_lock_dirs(cfg));
+        if (cfg.checkpoint.resume == ResumeMode::restart) {
+          const fs::path archive = archive_earlier_run(cfg);
+          if (!archive.empty()) voice.print("restart: the earlier run's checkpoints and metrics are now in " + archive.string());
+        }
+        return std::string();
+      },
+      std::chrono::milliseconds(static_cast<int64_t>(cfg.train.dist_timeout_s * 1000)), "train.dist_timeout_s");
   return lock;
 }
 

@@ -116,11 +116,15 @@ void require_same_state(const rwkv::trainer::Checkpoint& got, const rwkv::traine
   }
 }
 
+// The moment signal_ranks signals: 3 steps logged (a shell condition; {0} is the test's folder).
+constexpr const char* kAfterThreeSteps = "[ -f {0}/sig/metrics.jsonl ] && [ $(wc -l < {0}/sig/metrics.jsonl) -ge 3 ]";
+
 // Starts `n` ranks of `rwkv train` directly (not torchrun, which would tear the run down itself),
-// waits for 3 logged steps, sends `signal` to rank `victim`, waits for the others (then kills a
-// STOPped victim) and writes each rank's exit status and its seconds since the signal to
+// waits until `when` holds (polled), sends `signal` to rank `victim`, waits for the others (then
+// kills a STOPped victim) and writes each rank's exit status and its seconds since the signal to
 // <dir>/rank<r> (logs in <dir>/log<r>).
-void signal_ranks(const Fixture& f, int n, int victim, const std::string& signal, const std::string& sets) {
+void signal_ranks(const Fixture& f, int n, int victim, const std::string& signal, const std::string& sets,
+                  const char* when = kAfterThreeSteps) {
   const int port = rwkv::test::free_port();
   const std::string d = f.dir.path().string();
   std::string s;
@@ -133,11 +137,8 @@ void signal_ranks(const Fixture& f, int n, int victim, const std::string& signal
   s += "(sleep 100; kill -9";
   for (int r = 0; r < n; ++r) s += fmt::format(" $p{}", r);
   s += ") > /dev/null 2>&1 &\n";
-  s += fmt::format(
-      "for i in $(seq 1200); do [ -f {0}/sig/metrics.jsonl ] && [ $(wc -l < {0}/sig/metrics.jsonl) -ge 3 ] && break; "
-      "sleep 0.05; done\n"
-      "echo $EPOCHREALTIME > {0}/t0; kill -{1} $p{2}\n",
-      d, signal, victim);
+  s += fmt::format(fmt::runtime("for i in $(seq 12000); do " + std::string(when) + " && break; sleep 0.005; done\n"), d);
+  s += fmt::format("echo $EPOCHREALTIME > {0}/t0; kill -{1} $p{2}\n", d, signal, victim);
   for (int r = 0; r < n; ++r)
     if (r != victim) s += fmt::format("wait $p{1}; echo $? $EPOCHREALTIME > {0}/end{1}\n", d, r);
   if (signal == "STOP") s += fmt::format("kill -9 $p{}\n", victim);  // the others are done: end it
@@ -283,6 +284,27 @@ TEST_CASE("a rank that hangs makes the others exit non-zero after the collective
   REQUIRE(waited >= 3.5);
   REQUIRE(waited < 20);
   REQUIRE_THAT(log, Catch::Contains("rwkv: error: rank 0 of 2") && Catch::Contains("within 4 s"));
+}
+
+TEST_CASE("rank 0 frozen while it writes a checkpoint: the others exit within the collective timeout", "[dist]") {
+  Fixture f;
+  // Signalled while rank 0 alone writes (its temporary checkpoint folder exists; the model is
+  // large enough for the write to last). The others' wait for its word may last
+  // checkpoint.write_timeout_s, far beyond this test; only the missing heartbeat ends it sooner.
+  // A frozen process keeps its store connection open, as a dead rank 0 does under torchrun, whose
+  // agent hosts the store.
+  signal_ranks(f, 2, 0, "STOP",
+               "--set model.n_embd=384 --set model.n_layer=4 --set checkpoint.every_steps=1 "
+               "--set checkpoint.write_timeout_s=1000 --set train.dist_timeout_s=4",
+               "compgen -G '{0}/sig/checkpoints/.step-*.tmp-*' > /dev/null");
+  const std::string s = rwkv::test::slurp(f.dir / "rank1"), log = rwkv::test::slurp(f.dir / "log1");
+  INFO(s << log);
+  REQUIRE(std::stoi(s) != 0);
+  const double waited = std::stod(s.substr(s.find(' ') + 1));
+  REQUIRE(waited >= 3.5);
+  REQUIRE(waited < 20);
+  REQUIRE_THAT(log, Catch::Contains("rwkv: error: rank 1 of 2: rank 0 stopped responding while it was to write the "
+                                    "checkpoint: no heartbeat for 4 s"));
 }
 
 // For a GPU machine with 2 or more GPUs (scripts/gpu-bundle.sh): NCCL, one GPU per rank.
