@@ -2,6 +2,8 @@
 
 #include <ATen/autocast_mode.h>
 
+#include <vector>
+
 namespace rwkv {
 namespace {
 
@@ -37,53 +39,109 @@ class AutocastReplay {
   bool enabled_;
 };
 
+// A layer's state as the 5 tensors the node takes and returns, in LayerState's order; pp (index 3)
+// is not differentiable (rwkv/wkv.h).
+constexpr size_t kStatePp = 3;
+std::vector<torch::Tensor> unpack(const LayerState& s) {
+  return {s.att.prev_x, s.att.wkv.aa, s.att.wkv.bb, s.att.wkv.pp, s.ffn.prev_x};
+}
+LayerState pack(const std::vector<torch::Tensor>& t) {
+  LayerState s;
+  s.att.prev_x = t[0];
+  s.att.wkv = WkvState{t[1], t[2], t[3]};
+  s.ffn.prev_x = t[4];
+  return s;
+}
+
 struct RecomputedBlock : torch::autograd::Function<RecomputedBlock> {
-  // `params` are the block's parameters: inputs of the node, so their gradients leave through it.
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, torch::TensorList params,
-                               const c10::intrusive_ptr<BlockHandle>& handle) {
+  // Outputs: y, then (with a state) the advanced state's 5 tensors. `state` is empty for a fresh
+  // sequence. `params` are the block's parameters: inputs of the node, so their gradients leave
+  // through it.
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x, torch::TensorList state,
+                               torch::TensorList params, const c10::intrusive_ptr<BlockHandle>& handle) {
     (void)params;
-    ctx->save_for_backward({x});
+    variable_list saved{x};
+    saved.insert(saved.end(), state.begin(), state.end());
+    ctx->save_for_backward(saved);
     ctx->saved_data["block"] = c10::IValue::make_capsule(handle);
     ctx->saved_data["autocast"] = at::autocast::is_autocast_enabled(at::kCUDA);
     ctx->saved_data["autocast_dtype"] = at::autocast::get_autocast_dtype(at::kCUDA);
     // A custom Function's forward runs with grad mode off: the block's intermediates are freed.
-    return handle->block->forward(x);
+    if (state.empty()) return {handle->block->forward(x)};
+    LayerState s = pack(state.vec());
+    variable_list out{handle->block->forward(x, &s)};
+    for (auto& t : unpack(s)) out.push_back(t);
+    ctx->mark_non_differentiable({out[1 + kStatePp]});
+    return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
     const auto capsule = ctx->saved_data["block"].toCapsule();
     Block& block = static_cast<BlockHandle*>(capsule.get())->block;
-    const torch::Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    const auto saved = ctx->get_saved_variables();
+    const bool stateful = saved.size() > 1;
+    // Leaves to differentiate with respect to: x, the incoming state but pp, the parameters.
+    const torch::Tensor x = saved[0].detach().requires_grad_(true);
     variable_list inputs{x};
+    std::vector<torch::Tensor> state_in;
+    for (size_t i = 1; i < saved.size(); ++i) {
+      state_in.push_back(saved[i].detach());
+      if (i - 1 != kStatePp) inputs.push_back(state_in.back().requires_grad_(true));
+    }
+    const size_t first_param = inputs.size();
     for (const auto& p : block->parameters()) inputs.push_back(p);
 
-    torch::Tensor y;
+    variable_list outputs, grads;
     {
       AutocastReplay autocast(ctx->saved_data["autocast"].toBool(), ctx->saved_data["autocast_dtype"].toScalarType());
       torch::AutoGradMode grad_on(true);
-      y = block->forward(x);
+      if (!stateful) {
+        outputs = {block->forward(x)};
+        grads = {grad_out[0]};
+      } else {
+        LayerState s = pack(state_in);
+        outputs = {block->forward(x, &s)};
+        grads = {grad_out[0]};
+        const auto advanced = unpack(s);
+        for (size_t i = 0; i < advanced.size(); ++i) {
+          if (i == kStatePp) continue;
+          outputs.push_back(advanced[i]);
+          grads.push_back(grad_out[1 + i]);  // zeros where the caller did not use the output
+        }
+      }
     }
-    variable_list grads = torch::autograd::grad({y}, inputs, {grad_out[0]}, /*retain_graph=*/false,
-                                                /*create_graph=*/false, /*allow_unused=*/true);
-    grads.emplace_back();  // the handle: not differentiable
-    return grads;
+    const variable_list g = torch::autograd::grad(outputs, inputs, grads, /*retain_graph=*/false,
+                                                  /*create_graph=*/false, /*allow_unused=*/true);
+    // In the node's input order: x, the 5 state tensors (pp: none), the parameters, the handle.
+    variable_list result{g[0]};
+    for (size_t i = 0, next = 1; i < state_in.size(); ++i) result.push_back(i == kStatePp ? torch::Tensor() : g[next++]);
+    result.insert(result.end(), g.begin() + static_cast<std::ptrdiff_t>(first_param), g.end());
+    result.emplace_back();  // the handle: not differentiable
+    return result;
   }
 };
 
 }  // namespace
 
-torch::Tensor recompute_block(const Block& block, const torch::Tensor& x) {
+torch::Tensor recompute_block(const Block& block, const torch::Tensor& x, LayerState* state) {
   // As a TensorList, each parameter becomes an input of the node (a std::vector would be passed
   // through as one opaque argument).
   const std::vector<torch::Tensor> params = block->parameters();
-  return RecomputedBlock::apply(x, torch::TensorList(params), c10::make_intrusive<BlockHandle>(block));
+  const std::vector<torch::Tensor> state_in = state ? unpack(*state) : std::vector<torch::Tensor>{};
+  const variable_list out = RecomputedBlock::apply(x, torch::TensorList(state_in), torch::TensorList(params),
+                                                   c10::make_intrusive<BlockHandle>(block));
+  if (state) *state = pack(variable_list(out.begin() + 1, out.end()));
+  return out[0];
 }
 
-torch::Tensor forward_recomputing_blocks(RWKVImpl& model, const torch::Tensor& tokens) {
-  if (!torch::GradMode::is_enabled()) return model.forward(tokens);
+torch::Tensor forward_recomputing_blocks(RWKVImpl& model, const torch::Tensor& tokens, RnnState* state) {
+  if (!torch::GradMode::is_enabled()) return state ? model.forward(tokens, *state) : model.forward(tokens);
   TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) > 0, "tokens must be (B, T) with T >= 1, got ", tokens.sizes());
+  TORCH_CHECK(!state || static_cast<int64_t>(state->size()) == model.config().n_layer, "RNN state has ",
+              state ? state->size() : 0, " layers, the model ", model.config().n_layer);
   torch::Tensor x = model.emb(tokens);
-  for (int64_t l = 0; l < model.config().n_layer; ++l) x = recompute_block(model.block(l), x);
+  for (int64_t l = 0; l < model.config().n_layer; ++l)
+    x = recompute_block(model.block(l), x, state ? &(*state)[static_cast<size_t>(l)] : nullptr);
   return model.head(model.ln_out(x));
 }
 

@@ -6,8 +6,8 @@
 // block, for one extra forward pass (about a third more compute per step).
 //
 // LibTorch has no torch.utils.checkpoint: this is a custom autograd::Function around a block whose
-// inputs are the block input and the block's parameters, so gradients reach the parameters through
-// the ordinary graph (and any hooks on them). The recomputation is the same CPU arithmetic as the
+// inputs are the block input, the incoming RNN state when a sequence continues, and the block's
+// parameters, so gradients reach the parameters through the ordinary graph (and any hooks on them). The recomputation is the same CPU arithmetic as the
 // forward, so gradients equal the plain model's (tests/rwkv/test_block_recompute.cpp). RWKV-4 has no
 // dropout and no random op, so no RNG state needs replaying; the autocast state (bf16 on CUDA) of
 // the forward is replayed, since backward runs outside the training loop's autocast scope.
@@ -18,11 +18,14 @@
 
 namespace rwkv {
 
-// block(x) for a fresh sequence (no RNN state), keeping only x for the backward.
-torch::Tensor recompute_block(const Block& block, const torch::Tensor& x);
+// block(x, state) keeping only x (and the incoming state) for the backward. Without a state the
+// sequence starts fresh; with one it continues from `state`, which is advanced past the last token
+// as BlockImpl::forward does, and the gradient of the advanced state flows back into the incoming
+// one (segmented training, trainer/train/segments.h).
+torch::Tensor recompute_block(const Block& block, const torch::Tensor& x, LayerState* state = nullptr);
 
-// model->forward(tokens) with every block wrapped by recompute_block. Under NoGradGuard it is the
-// plain forward (nothing would be kept anyway).
-torch::Tensor forward_recomputing_blocks(RWKVImpl& model, const torch::Tensor& tokens);
+// model->forward(tokens[, state]) with every block wrapped by recompute_block. Under NoGradGuard
+// it is the plain forward (nothing would be kept anyway).
+torch::Tensor forward_recomputing_blocks(RWKVImpl& model, const torch::Tensor& tokens, RnnState* state = nullptr);
 
 }  // namespace rwkv

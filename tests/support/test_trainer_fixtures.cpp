@@ -25,7 +25,7 @@ TrainEnv make_env(const RunConfig& config, int64_t branches) {
   Bigram model(config.model.vocab_size, config.model.n_embd);
   TrainEnv env;
   env.model = model.ptr();
-  env.forward = [model](const torch::Tensor& tokens) mutable { return model->forward(tokens); };
+  env.forward.fresh = [model](const torch::Tensor& tokens) mutable { return model->forward(tokens); };
   env.data = [V = config.model.vocab_size, branches](const Stage& s) {
     return std::make_unique<MarkovSource>(V, branches, s.ctx_len);
   };

@@ -44,6 +44,7 @@ struct TrainOptions {
   std::string config;               // a run config, or a YAML with only a `model:` section
   // Unset: the config's first stage (8 and 512 for a model-only YAML).
   std::optional<int64_t> micro_batch, ctx;
+  std::optional<int64_t> segment;   // tokens per segment (train.segment_len; 0: whole samples)
   int steps = 5, warmup = 1;
   std::string device = "auto", json;  // auto: CUDA when torch sees one, else the CPU
   std::vector<std::string> sets;    // `--set section.key=value`, as `rwkv train` takes them

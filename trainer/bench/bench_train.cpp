@@ -23,6 +23,7 @@
 #include "trainer/config/model_config_yaml.h"
 #include "trainer/config/run_config.h"
 #include "trainer/bench/bench.h"
+#include "trainer/bench/cpu_memory_meter.h"
 #include "trainer/bench/flops_peak.h"
 #include "trainer/train/train_loop.h"
 
@@ -82,6 +83,9 @@ struct StepFigures {
   Timing step;
   double phase_ms[3] = {};     // medians: forward + loss, backward, update
   std::vector<double> losses;  // of every step, warm-up included
+  // CPU: peak bytes of the tensors one more step allocates (activations, gradients, workspaces;
+  // the weights and Adam state already exist), from trainer/bench/cpu_memory_meter.h. −1 on CUDA.
+  int64_t step_peak_bytes = -1;
 };
 
 StepFigures time_steps(TrainBench& bench, const TrainOptions& o, const torch::Device& dev, int64_t vocab) {
@@ -106,6 +110,11 @@ StepFigures time_steps(TrainBench& bench, const TrainOptions& o, const torch::De
   f.step = time_runs(o.steps, o.warmup, dev, [&] { run(!separate); });
   if (separate) time_runs(o.steps, 0, dev, [&] { run(true); });
   for (int i = 0; i < 3; ++i) f.phase_ms[i] = clock.median(i, o.steps);
+  if (!dev.is_cuda()) {
+    trainer::CpuMemoryMeter meter;
+    run(false);
+    f.step_peak_bytes = meter.peak();
+  }
   return f;
 }
 
@@ -128,10 +137,15 @@ Timing time_wkv(const ModelConfig& config, const trainer::Stage& st, torch::Scal
 std::string describe_run(const trainer::RunConfig& cfg, const TrainBench& bench, const torch::Device& dev, bool bf16) {
   const trainer::Stage& st = bench.stage();
   return fmt::format(
-      "training step (TrainStep), {} (L={} D={} V={}): {} micro-batch(es) of {} x ctx {} = {} tokens, {} on {}, "
+      "training step (TrainStep), {} (L={} D={} V={}): {} micro-batch(es) of {} x ctx {}{} = {} tokens, {} on {}, "
       "activation checkpointing {}, ZeRO stage {}, Adam lr {:.3g} (x{:.3g} warmup) clip {}, {} threads",
       cfg.file, cfg.model.n_layer, cfg.model.n_embd, cfg.model.vocab_size, bench.micro_batches(), st.micro_batch,
-      st.ctx_len, bench.micro_batches() * st.micro_batch * st.ctx_len, bf16 ? "bf16 autocast" : "fp32", dev.str(),
+      st.ctx_len,
+      st.segment() < st.ctx_len
+          ? fmt::format(" in segments of {} ({})", st.segment(),
+                        cfg.train.segment_grad == trainer::SegmentGrad::exact ? "exact" : "truncated")
+          : "",
+      bench.micro_batches() * st.micro_batch * st.ctx_len, bf16 ? "bf16 autocast" : "fp32", dev.str(),
       cfg.train.activation_checkpointing ? "on" : "off", cfg.train.zero_stage, st.lr_init,
       st.warmup_steps > 0 ? 0.2 : 1.0, cfg.optimizer.grad_clip, at::get_num_threads());
 }
@@ -141,7 +155,8 @@ nlohmann::json run_json(const trainer::RunConfig& cfg, const TrainBench& bench, 
   return {{"bench", "train"},
           {"config", cfg.file},
           {"n_layer", cfg.model.n_layer}, {"n_embd", cfg.model.n_embd}, {"vocab_size", cfg.model.vocab_size},
-          {"micro_batch", st.micro_batch}, {"ctx", st.ctx_len}, {"grad_accum", bench.micro_batches()},
+          {"micro_batch", st.micro_batch}, {"ctx", st.ctx_len}, {"segment", st.segment()},
+          {"grad_accum", bench.micro_batches()},
           {"tokens", bench.micro_batches() * st.micro_batch * st.ctx_len},
           {"activation_checkpointing", cfg.train.activation_checkpointing}, {"zero_stage", cfg.train.zero_stage},
           {"device", dev.str()}, {"dtype", bf16 ? "bf16-autocast" : "fp32"},
@@ -177,6 +192,9 @@ void report(const trainer::RunConfig& cfg, const TrainBench& bench, const torch:
              flops_per_token * tokens / (gemm.median_tflops * 1e12) * 1e3, t.median_ms);
   fmt::print("  MFU vs the GEMMs alone: {:.1f}%   WKV share of the step: {:.1f}%\n", 100 * achieved / gemm.median_tflops,
              100 * wkv_share);
+  if (f.step_peak_bytes >= 0)
+    fmt::print("  peak tensor memory of a step beyond weights and Adam (CPU): {:.1f} MiB\n",
+               static_cast<double>(f.step_peak_bytes) / (1 << 20));
   nlohmann::json j = run_json(cfg, bench, dev, bf16);
   j.update({{"step", to_json(t)},
             {"tokens_per_s", tok_s},
@@ -187,6 +205,7 @@ void report(const trainer::RunConfig& cfg, const TrainBench& bench, const torch:
             {"wkv_share", wkv_share},
             {"phases_median_ms", {{"forward_loss", f.phase_ms[0]}, {"backward", f.phase_ms[1]}, {"update", f.phase_ms[2]}}},
             {"losses", f.losses}});
+  if (f.step_peak_bytes >= 0) j["step_peak_bytes"] = f.step_peak_bytes;
   if (dev.is_cuda()) {
     const std::string name = kernels::cuda_device_name(dev.has_index() ? dev.index() : 0);
     if (const auto peak = trainer::known_bf16_peak_tflops(name)) {
@@ -214,6 +233,7 @@ trainer::RunConfig bench_train_config(const TrainOptions& o) {
   trainer::Stage& first = cfg.stages.front();
   if (o.micro_batch) first.micro_batch = *o.micro_batch;
   if (o.ctx) first.ctx_len = *o.ctx;
+  if (o.segment) first.segment_len = *o.segment;
   return cfg;
 }
 
@@ -231,8 +251,10 @@ trainer::StepResult TrainBench::step(const trainer::TrainStep::Batch& batch, con
 }
 
 void bench_train(const TrainOptions& o) {
-  if ((o.micro_batch && *o.micro_batch < 1) || (o.ctx && *o.ctx < 1) || o.steps < 1 || o.warmup < 0)
-    throw std::invalid_argument("bench train: --micro-batch, --ctx and --steps must be positive, --warmup non-negative");
+  if ((o.micro_batch && *o.micro_batch < 1) || (o.ctx && *o.ctx < 1) || (o.segment && *o.segment < 0) || o.steps < 1 ||
+      o.warmup < 0)
+    throw std::invalid_argument(
+        "bench train: --micro-batch, --ctx and --steps must be positive, --segment and --warmup non-negative");
   const trainer::RunConfig cfg = bench_train_config(o);
   const torch::Device requested = device_flag(o.device, "bench train");
   const torch::Device dev = trainer::run_device(cfg, requested.has_index() ? requested.index() : 0);

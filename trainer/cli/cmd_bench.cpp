@@ -54,6 +54,9 @@ void add_bench_command(CLI::App& app) {
       "--micro-batch", [](const int64_t& v) { t.micro_batch = v; }, "sequences per micro-batch (default: the config's)");
   train->add_option_function<int64_t>(
       "--ctx", [](const int64_t& v) { t.ctx = v; }, "tokens per sequence (default: the config's first stage)");
+  train->add_option_function<int64_t>(
+      "--segment", [](const int64_t& v) { t.segment = v; },
+      "run each sequence in segments of this many tokens (train.segment_len; 0: whole)");
   train->add_option("--steps", t.steps, "timed steps")->capture_default_str();
   train->add_option("--warmup", t.warmup, "untimed steps first")->capture_default_str();
   train->add_option("--device", t.device, "auto, cpu or cuda[:N] (the CPU step is fp32)")

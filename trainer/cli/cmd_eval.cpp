@@ -64,6 +64,10 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--ctx-len", args->options.ctx_len, "tokens per window (default: the checkpoint's ctx_len, else 1024)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--batch", args->options.batch, "windows per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--segment-len", args->options.segment_len,
+                  "run longer windows in segments of this many tokens, carrying the RNN state (0: whole windows)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--max-tokens", args->options.max_tokens, "evaluate only the first N tokens (0: all)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--tokenizer", args->tokenizer, "byte or a tokenizer.json (default: the checkpoint's, else byte)");

@@ -1,4 +1,4 @@
-// `rwkv plan CONFIG --gpus N --gpu-mem GB [--micro-batch B --ctx T]`: per-GPU memory of the
+// `rwkv plan CONFIG --gpus N --gpu-mem GB [--micro-batch B --ctx T --segment S]`: per-GPU memory of the
 // config's model under DDP, ZeRO-1 and ZeRO-2, with and without activation checkpointing, and a
 // recommendation (trainer/dist/memory_plan.h).
 #include <fmt/format.h>
@@ -19,6 +19,7 @@ void add_plan_command(CLI::App& app) {
     double reserve_gb = 4;
     int64_t micro_batch = 1;
     int64_t ctx = 1024;
+    int64_t segment = 0;
     bool fp32 = false;
   };
   auto args = std::make_shared<Args>();
@@ -30,6 +31,8 @@ void add_plan_command(CLI::App& app) {
       ->check(finite_non_negative);
   cmd->add_option("--micro-batch", args->micro_batch, "sequences per GPU per micro-step")->check(CLI::PositiveNumber);
   cmd->add_option("--ctx", args->ctx, "context length")->check(CLI::PositiveNumber);
+  cmd->add_option("--segment", args->segment, "tokens per segment (train.segment_len; 0: the whole sample)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--fp32", args->fp32, "fp32 compute (the CPU path) instead of bf16");
   cmd->callback([args] {
     PlanRequest req;
@@ -37,6 +40,7 @@ void add_plan_command(CLI::App& app) {
     req.gpus = args->gpus;
     req.micro_batch = args->micro_batch;
     req.ctx_len = args->ctx;
+    req.segment_len = args->segment;
     req.compute_bytes = args->fp32 ? 4 : 2;
     fmt::print("{}", format_plan(req, args->gpu_mem_gb * 1e9, args->reserve_gb * 1e9));
   });

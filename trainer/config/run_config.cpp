@@ -35,6 +35,11 @@ struct EnumNames<DeviceKind> {
       {DeviceKind::auto_, "auto"}, {DeviceKind::cpu, "cpu"}, {DeviceKind::cuda, "cuda"}};
 };
 template <>
+struct EnumNames<SegmentGrad> {
+  static constexpr std::pair<SegmentGrad, const char*> v[] = {{SegmentGrad::exact, "exact"},
+                                                              {SegmentGrad::truncated, "truncated"}};
+};
+template <>
 struct EnumNames<ResumeMode> {
   static constexpr std::pair<ResumeMode, const char*> v[] = {{ResumeMode::auto_, "auto"},
                                                              {ResumeMode::never, "never"},
@@ -181,7 +186,7 @@ Field<LogConfig> peak_tflops_field() {
 // A stage as written in YAML: its length in one of three units, E_c in mini-epochs. Starts from
 // the sections' values (inherited), then resolve_stage turns it into a Stage.
 struct StageEntry {
-  int64_t ctx_len = 0, micro_batch = 0, grad_accum = 1;
+  int64_t ctx_len = 0, micro_batch = 0, grad_accum = 1, segment_len = 0;
   int64_t steps = 0, tokens = 0, epoch_count = 0;
   double lr_init = 0, lr_final = 0;
   int64_t warmup_steps = 0, constant_epochs = 0;
@@ -202,7 +207,9 @@ const Fields<DataConfig>& data_fields() {
 }
 
 // Safe on resume: caps, paths, and how the same arithmetic is spread over threads and ranks
-// (activation checkpointing recomputes the same forward, so the gradients do not change).
+// (activation checkpointing recomputes the same forward, so the gradients do not change; exact
+// segments give the same gradient up to fp32 rounding, and unsafe_resume_change refuses a new
+// segment length under truncated gradients).
 const Fields<TrainConfig>& train_fields() {
   using T = TrainConfig;
   static const Fields<T> f{
@@ -219,6 +226,9 @@ const Fields<TrainConfig>& train_fields() {
       value("nan_skip_limit", &T::nan_skip_limit, "a positive integer", positive_int, safe),
       value("threads", &T::threads, "a non-negative integer (0: LibTorch's default)", non_negative_int, safe),
       value("activation_checkpointing", &T::activation_checkpointing, "true or false", nullptr, safe),
+      value("segment_len", &T::segment_len, "a non-negative integer (tokens per segment; 0: the whole sample)",
+            non_negative_int, safe),
+      choice("segment_grad", &T::segment_grad, unsafe),
       value("dist_timeout_s", &T::dist_timeout_s, "a number of seconds from 0.001 to 1e9", in_range(1e-3, 1e9), safe),
       value("zero_stage", &T::zero_stage, "0, 1 or 2", [](const int64_t& v) { return v >= 0 && v <= 2; }, safe),
       value("grad_bucket_mb", &T::grad_bucket_mb, "a size in MiB from 0.001 to 1048576", in_range(1e-3, 1 << 20), safe),
@@ -285,6 +295,8 @@ const Fields<StageEntry>& stage_fields() {
       value("ctx_len", &E::ctx_len, "a positive integer", positive_int, unsafe),
       value("micro_batch", &E::micro_batch, "a positive integer", positive_int, unsafe),
       value("grad_accum", &E::grad_accum, "a positive integer", positive_int, unsafe),
+      value("segment_len", &E::segment_len, "a non-negative integer (tokens per segment; 0: the whole sample)",
+            non_negative_int, safe),
       value("steps", &E::steps, "a positive integer", positive_int, unsafe, Need::alternative),
       value("tokens", &E::tokens, "a positive token count", positive_int, unsafe, Need::alternative),
       value("epoch_count", &E::epoch_count, "a positive integer (mini-epochs)", positive_int, unsafe, Need::alternative),
@@ -357,6 +369,7 @@ StageEntry inherited_stage(const RunConfig& c) {
   e.ctx_len = c.data.ctx_len;
   e.micro_batch = c.train.micro_batch;
   e.grad_accum = c.train.grad_accum;
+  e.segment_len = c.train.segment_len;
   e.lr_init = c.optimizer.lr_init;
   e.lr_final = c.optimizer.lr_final;
   e.warmup_steps = c.optimizer.warmup_steps;
@@ -370,6 +383,7 @@ Stage resolve_stage(const StageEntry& e, YamlSection& s, const RunConfig& c) {
   if (st.ctx_len <= 0) s.fail("ctx_len", "missing; expected a positive integer (or data.ctx_len)");
   st.micro_batch = e.micro_batch;
   st.grad_accum = e.grad_accum;
+  st.segment_len = e.segment_len;
   check_batch(c, st, s, s.has("micro_batch") ? "micro_batch" : s.has("grad_accum") ? "grad_accum" : "ctx_len");
   const int64_t gb = st.global_batch(), spe = c.train.epoch_samples / gb;
   const int n_len = (e.steps > 0) + (e.tokens > 0) + (e.epoch_count > 0);
@@ -422,6 +436,7 @@ Stage implicit_stage(const RunConfig& c, const YamlSection& train, const YamlSec
   st.ctx_len = c.data.ctx_len;
   st.micro_batch = c.train.micro_batch;
   st.grad_accum = c.train.grad_accum;
+  st.segment_len = c.train.segment_len;
   check_batch(c, st, train, "micro_batch");
   const int64_t spe = c.train.epoch_samples / st.global_batch();
   if (c.optimizer.constant_epochs > c.train.epoch_count)
@@ -443,6 +458,7 @@ StageEntry entry_of(const Stage& s, int64_t steps_per_epoch) {
   e.ctx_len = s.ctx_len;
   e.micro_batch = s.micro_batch;
   e.grad_accum = s.grad_accum;
+  e.segment_len = s.segment_len;
   e.steps = s.steps;
   e.lr_init = s.lr_init;
   e.lr_final = s.lr_final;
@@ -645,6 +661,14 @@ std::string unsafe_resume_change(const RunConfig& saved, const RunConfig& curren
   }
   for (const auto& [k, v] : b)
     if (!a.count(k) && !safe_change(k)) return fmt::format("{}: (absent) -> {}", k, v);
+  // The segment length is a memory knob only while the gradient crosses the boundaries exactly;
+  // truncated gradients are cut at them, so moving them changes the run.
+  if (current.train.segment_grad == SegmentGrad::truncated) {
+    for (size_t i = 0; i < std::min(saved.stages.size(), current.stages.size()); ++i)
+      if (saved.stages[i].segment() != current.stages[i].segment())
+        return fmt::format("stage {} segment length with train.segment_grad: truncated: {} -> {}", i,
+                           saved.stages[i].segment(), current.stages[i].segment());
+  }
   return "";
 }
 

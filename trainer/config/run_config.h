@@ -39,6 +39,10 @@ enum class DeviceKind { auto_, cpu, cuda };   // auto: CUDA when torch sees one
 // checkpoint.dir holds checkpoints; restart: move an earlier run's checkpoints and metrics.jsonl
 // into <run_dir>/previous-N/, then start at step 0 (trainer/train/run_directory.h).
 enum class ResumeMode { auto_, never, restart };
+// How the gradient crosses segment boundaries (train.segment_len, trainer/train/segments.h):
+// exact backpropagates through the carried state (the unsegmented gradient, up to rounding);
+// truncated cuts it at each boundary (RWKV-infctx-trainer's truncated BPTT: cheaper, different).
+enum class SegmentGrad { exact, truncated };
 
 struct DataConfig {
   std::string path;                 // token file from `rwkv prep`: binidx prefix or .h5 (picked by name)
@@ -63,6 +67,11 @@ struct TrainConfig {
   // Recompute each block's forward in backward, keeping only block inputs (rwkv/block_recompute.h):
   // activation memory of about one block instead of L, for a third more compute. Same gradients.
   bool activation_checkpointing = false;
+  // Process each sample in segments of this many tokens, carrying every block's RNN state from one
+  // to the next (trainer/train/segments.h): activation memory of one segment at any ctx_len.
+  // 0: the whole sample at once. Each stage may set its own.
+  int64_t segment_len = 0;
+  SegmentGrad segment_grad = SegmentGrad::exact;
   // Several ranks (torchrun/Slurm/MPI): global batch = micro_batch·grad_accum whatever the world
   // size W; each rank runs grad_accum/W micro-batches of micro_batch samples per step (W must
   // divide grad_accum), so a run resumes on another W unchanged.
@@ -117,9 +126,12 @@ struct SampleConfig {               // text printed after training (the demo)
 struct Stage : LrSchedule {
   int64_t ctx_len = 0;
   int64_t micro_batch = 0, grad_accum = 1;
+  int64_t segment_len = 0;          // train.segment_len unless the stage sets its own; 0: whole samples
   LrMult lr_mult;
 
   int64_t global_batch() const { return micro_batch * grad_accum; }
+  // Tokens per segment: ctx_len when segment_len is 0 or not below it (one segment).
+  int64_t segment() const { return segment_len > 0 && segment_len < ctx_len ? segment_len : ctx_len; }
 };
 
 struct RunConfig {

@@ -42,7 +42,10 @@ MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding) {
   const ModelConfig& m = req.model;
   const double P = param_count(m);
   const double N = req.gpus;
-  const double tokens = static_cast<double>(req.micro_batch) * req.ctx_len;
+  // With segments the graph holds one segment at a time (trainer/train/segments.h).
+  const int64_t segment = req.segment_len > 0 && req.segment_len < req.ctx_len ? req.segment_len : req.ctx_len;
+  const double tokens = static_cast<double>(req.micro_batch) * segment;
+  const double boundaries = static_cast<double>((req.ctx_len + segment - 1) / segment - 1);
   const bool mixed = req.compute_bytes < 4;
 
   MemoryEstimate e;
@@ -68,15 +71,19 @@ MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding) {
   e.block_backward = tokens * (3.0 * m.att() * 4 + 2.0 * m.n_embd * req.compute_bytes);
   // Logits in compute precision, then fp32 log-softmax and its gradient.
   e.head = tokens * m.vocab_size * (req.compute_bytes + 4.0 + 4.0);
+  // Token-shift inputs of att and ffn (D each), aa, bb, pp (A each), kept as fp32 copies.
+  e.boundaries = boundaries * req.micro_batch * m.n_layer * (2.0 * m.n_embd + 3.0 * m.att()) * 4;
   return e;
 }
 
 std::string format_plan(const PlanRequest& req, double gpu_mem_bytes, double reserve_bytes) {
   const double GB = 1e9;
   std::string out = fmt::format(
-      "model: L={} D={} V={}  |  {} GPUs × {:.0f} GB  |  micro-batch {} × ctx {}  |  compute {}\n",
+      "model: L={} D={} V={}  |  {} GPUs × {:.0f} GB  |  micro-batch {} × ctx {}{}  |  compute {}\n",
       req.model.n_layer, req.model.n_embd, req.model.vocab_size, req.gpus, gpu_mem_bytes / GB,
-      req.micro_batch, req.ctx_len, req.compute_bytes == 2 ? "bf16" : "fp32");
+      req.micro_batch, req.ctx_len,
+      req.segment_len > 0 && req.segment_len < req.ctx_len ? fmt::format(" in segments of {}", req.segment_len) : "",
+      req.compute_bytes == 2 ? "bf16" : "fp32");
   out += fmt::format("{:<8} {:>5} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>10}  {}\n", "sharding",
                      "ckpt", "weights", "grads", "master", "adam", "activations", "head",
                      "total GB", "fits");
@@ -98,7 +105,7 @@ std::string format_plan(const PlanRequest& req, double gpu_mem_bytes, double res
   }
   out += "recommended: " +
          (recommendation.empty()
-              ? std::string("nothing fits: lower micro_batch or ctx_len, or use more GPUs")
+              ? std::string("nothing fits: lower micro_batch, ctx_len or segment_len, or use more GPUs")
               : recommendation) +
          fmt::format(" (reserve {:.1f} GB for the CUDA context and allocator)\n", reserve_bytes / GB);
   return out;

@@ -21,6 +21,7 @@ struct PlanRequest {
   int gpus = 1;
   int64_t micro_batch = 1;  // sequences per GPU per micro-step
   int64_t ctx_len = 1024;
+  int64_t segment_len = 0;  // train.segment_len: activations of one segment (0: the whole sample)
   int compute_bytes = 2;    // 2 = bf16 compute (CUDA), 4 = fp32 (CPU)
 };
 
@@ -37,8 +38,11 @@ struct MemoryEstimate {
   double block = 0;             // one block's share of `activations` (what a recompute rebuilds)
   double block_backward = 0;    // transient of one block's backward: WKV's fp32 workspace, dx buffers
   double head = 0;              // logits, log-softmax and their gradient (V per token, fp32)
+  // Segments (trainer/train/segments.h): the activation terms above are one segment's; these are
+  // the RNN states saved at the segment boundaries (5 vectors per block and row, fp32).
+  double boundaries = 0;
 
-  double state() const { return weights + grads + master + adam; }
+  double state() const { return weights + grads + master + adam + boundaries; }
   // Without checkpointing the head's buffers meet every activation at the start of backward. With
   // it they do not meet the recomputed block: the head's gradient is gone before the last block is
   // rebuilt, so the peak is the block inputs plus the larger of the head and a block being rebuilt

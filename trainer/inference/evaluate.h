@@ -15,6 +15,9 @@ namespace rwkv::trainer {
 struct EvalOptions {
   int64_t ctx_len = 1024;  // inputs per window
   int64_t batch = 8;       // windows per forward pass
+  // A window longer than this runs in segments carrying the RNN state (the same figures up to
+  // rounding; logits of one segment at a time). 0: whole windows.
+  int64_t segment_len = 1024;
   int64_t max_tokens = 0;  // only the stream's first max_tokens tokens; 0: all
 };
 

@@ -32,6 +32,7 @@
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/optim/optimizer.h"
 #include "trainer/config/run_config.h"
+#include "trainer/train/segments.h"
 
 namespace rwkv { class Communicator; }
 
@@ -41,8 +42,8 @@ struct TrainEnv {
   // Its parameters are the fp32 master weights, on the run's device, initialised by the caller
   // (the loop overwrites them on resume or init_from).
   std::shared_ptr<torch::nn::Module> model;
-  // tokens (B, T) int64 → logits (B, T, V).
-  std::function<torch::Tensor(const torch::Tensor&)> forward;
+  // tokens (B, T) int64 → logits (B, T, V); from an RNN state too for train.segment_len.
+  StepForward forward;
   // The data of one stage.
   std::function<std::unique_ptr<BatchSource>(const Stage&)> data;
   // Forward FLOPs per token (2(13LD² + VD), rwkv/README.md "Shapes"); a training token costs 3×. For MFU.

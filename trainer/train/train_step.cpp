@@ -20,10 +20,11 @@ double sum_over_ranks(Communicator& comm, double value, const torch::Device& dev
   return t.item<double>();
 }
 
-TrainStep::TrainStep(const RunConfig& config, NamedTensors params, Forward forward, Communicator& comm,
+TrainStep::TrainStep(const RunConfig& config, NamedTensors params, StepForward forward, Communicator& comm,
                      const torch::Device& device)
     : params_(std::move(params)),
       forward_(std::move(forward)),
+      segment_grad_(config.train.segment_grad),
       comm_(comm),
       device_(device),
       bf16_(device.is_cuda() && config.train.precision != Precision::fp32),
@@ -51,7 +52,7 @@ StepResult TrainStep::train_step(const Stage& stage, int64_t stage_step, int64_t
       result.stopped = true;
       return result;
     }
-    loss_sum += forward_backward(batch(micro), stage.ctx_len, micro_batches, micro == micro_batches - 1, hooks);
+    loss_sum += forward_backward(batch(micro), stage, micro_batches, micro == micro_batches - 1, hooks);
   }
   if (hooks.after_backward) hooks.after_backward(params_);
   // Identical on every rank from here (averaged loss and gradients), so all take the same branch.
@@ -62,29 +63,48 @@ StepResult TrainStep::train_step(const Stage& stage, int64_t stage_step, int64_t
   return result;
 }
 
-double TrainStep::forward_backward(const torch::Tensor& tokens, int64_t ctx_len, int64_t micro_batches, bool last,
+double TrainStep::forward_backward(const torch::Tensor& tokens, const Stage& stage, int64_t micro_batches, bool last,
                                    const StepHooks& hooks) {
+  const int64_t ctx_len = stage.ctx_len;
   if (tokens.dim() != 2 || tokens.size(1) != ctx_len + 1)
     throw std::invalid_argument(fmt::format("train step: a micro-batch must be (rows, ctx_len + 1 = {}) tokens, got {}",
                                             ctx_len + 1, fmt::join(tokens.sizes(), "x")));
   const auto batch = tokens.to(device_, torch::kLong);
   const auto inputs = batch.narrow(1, 0, ctx_len), targets = batch.narrow(1, 1, ctx_len);
-  torch::Tensor loss, total;
-  {
-    AutocastScope autocast(bf16_);
-    const auto logits = forward_(inputs);
-    loss = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab_}).to(torch::kFloat32),
-                                                targets.reshape({-1}));
-    total = l2wrap_ > 0 ? l2wrap(loss, logits, l2wrap_) : loss;
-  }
-  if (hooks.phase) hooks.phase(StepPhase::forward);
   // Each micro-batch's loss is divided by the rank's micro-batch count, and the gradient averaged
   // over ranks, so the result is that of one batch of micro_batch·grad_accum samples; L2Wrap
-  // follows the same scale (trainer/train/l2wrap.h).
-  if (last) optimizer_->before_last_backward();
-  (total / static_cast<double>(micro_batches)).backward();
-  const double value = loss.item<double>();
-  if (hooks.phase) hooks.phase(StepPhase::backward);
+  // follows the same scale (trainer/train/l2wrap.h). A segment's loss is its mean weighted by its
+  // share of the sample: the sum over segments is the sample's mean, and L2Wrap's per-position
+  // push factor/(B·t)·share equals the whole sample's factor/(B·T).
+  const auto loss_of = [&](const torch::Tensor& logits, const torch::Tensor& seg_targets, double share) {
+    const auto ce = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab_}).to(torch::kFloat32),
+                                                         seg_targets.reshape({-1}));
+    const auto total = l2wrap_ > 0 ? l2wrap(ce, logits, l2wrap_) : ce;
+    return SegmentLoss{total * (share / static_cast<double>(micro_batches)), ce.detach() * share};
+  };
+  const auto phase = [&](StepPhase p) {
+    if (hooks.phase) hooks.phase(p);
+  };
+  double value = 0;
+  if (stage.segment() < ctx_len) {
+    SegmentCallbacks callbacks{[&] { phase(StepPhase::forward); },
+                               [&] {
+                                 if (last) optimizer_->before_last_backward();
+                               }};
+    value = segmented_forward_backward(forward_, inputs, targets, stage.segment(), segment_grad_, bf16_, loss_of,
+                                       callbacks);
+  } else {
+    SegmentLoss loss;
+    {
+      AutocastScope autocast(bf16_);
+      loss = loss_of(forward_.fresh(inputs), targets, 1.0);
+    }
+    phase(StepPhase::forward);
+    if (last) optimizer_->before_last_backward();
+    loss.backprop.backward();
+    value = loss.value.item<double>();
+  }
+  phase(StepPhase::backward);
   return value;
 }
 

@@ -11,8 +11,9 @@
 //                     (trainer/train/autocast_scope.h; activation checkpointing is part of the
 //                     forward, trainer/train/trained_model.h), cross-entropy + L2Wrap
 //                     (trainer/train/l2wrap.h), backward of the loss divided by the rank's
-//                     micro-batch count. Before the last one's backward the optimizer may start
-//                     reducing gradient buckets as autograd produces them.
+//                     micro-batch count — the whole sample at once, or in the stage's segments
+//                     carrying the RNN state (trainer/train/segments.h). Before the last backward
+//                     the optimizer may start reducing gradient buckets as autograd produces them.
 // Host syncs, the same as training has always had: each micro-batch's loss is read (item); with
 // several ranks a stop request is agreed before each micro-batch (one all-reduce of one number);
 // the global norm and the step's mean loss are read once per step. The optional phase hook is the
@@ -26,6 +27,7 @@
 #include "trainer/dist/communicator.h"
 #include "trainer/dist/parallel_optimizer.h"
 #include "trainer/optim/optimizer.h"
+#include "trainer/train/segments.h"
 
 namespace rwkv::trainer {
 
@@ -58,24 +60,24 @@ double sum_over_ranks(Communicator& comm, double value, const torch::Device& dev
 
 class TrainStep {
  public:
-  using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
   // This rank's rows of micro-batch `micro` of the step: (micro_batch, ctx_len + 1) tokens (any
   // integer dtype, any device: moved to the run's device as int64).
   using Batch = std::function<torch::Tensor(int64_t micro)>;
 
-  // `params`: the model's fp32 master weights in the same order on every rank; `forward` maps
-  // tokens (B, T) to logits (B, T, V). The optimizer follows config.optimizer and
+  // `params`: the model's fp32 master weights in the same order on every rank; `forward` runs
+  // the model (from_state only for segments). The optimizer follows config.optimizer and
   // train.zero_stage / grad_bucket_mb / overlap_grad_reduce; bf16 autocast is on when `device` is
   // CUDA and train.precision is not fp32.
-  TrainStep(const RunConfig& config, NamedTensors params, Forward forward, Communicator& comm,
+  TrainStep(const RunConfig& config, NamedTensors params, StepForward forward, Communicator& comm,
             const torch::Device& device);
 
   // One step of `stage` at its step `stage_step` (the LR schedule's position) over this rank's
   // `micro_batches` micro-batches (grad_accum / ranks). Collective.
   StepResult train_step(const Stage& stage, int64_t stage_step, int64_t micro_batches, const Batch& batch,
                         const StepHooks& hooks = {});
-  // One micro-batch's forward and backward, accumulating into the gradients; returns its loss.
-  double forward_backward(const torch::Tensor& tokens, int64_t ctx_len, int64_t micro_batches, bool last,
+  // One micro-batch of `stage` (its ctx_len and segments): forward and backward, accumulating
+  // into the gradients; returns its loss.
+  double forward_backward(const torch::Tensor& tokens, const Stage& stage, int64_t micro_batches, bool last,
                           const StepHooks& hooks);
 
   ParallelOptimizer& optimizer() { return *optimizer_; }
@@ -89,7 +91,8 @@ class TrainStep {
   void drop_gradients();
 
   NamedTensors params_;
-  Forward forward_;
+  StepForward forward_;
+  SegmentGrad segment_grad_;
   Communicator& comm_;
   torch::Device device_;
   bool bf16_;

@@ -2,6 +2,7 @@
 
 #include "rwkv/block_recompute.h"
 #include "rwkv/init.h"
+#include "rwkv/rnn.h"
 
 namespace rwkv::trainer {
 
@@ -9,8 +10,15 @@ TrainedModel build_trained_model(const RunConfig& config, const torch::Device& d
   TrainedModel out;
   out.model = RWKV(config.model, torch::TensorOptions().dtype(torch::kFloat32).device(device));
   init_weights(out.model, InitOptions{.seed = config.train.seed, .emb_scale = config.optimizer.lr_init});
-  out.forward = [model = out.model, recompute = config.train.activation_checkpointing](const torch::Tensor& tokens) mutable {
+  const bool recompute = config.train.activation_checkpointing;
+  out.forward.fresh = [model = out.model, recompute](const torch::Tensor& tokens) mutable {
     return recompute ? forward_recomputing_blocks(*model, tokens) : model->forward(tokens);
+  };
+  out.forward.from_state = [model = out.model, recompute](const torch::Tensor& tokens, RnnState& state) mutable {
+    return recompute ? forward_recomputing_blocks(*model, tokens, &state) : model->forward(tokens, state);
+  };
+  out.forward.initial_state = [model = out.model](int64_t batch) {
+    return initial_state(model->config(), batch, model->emb->weight.options());
   };
   out.forward_flops_per_token = static_cast<double>(forward_flops_per_token(*out.model));
   return out;

@@ -10,13 +10,15 @@
 
 #include "rwkv/model.h"
 #include "trainer/config/run_config.h"
+#include "trainer/train/segments.h"
 
 namespace rwkv::trainer {
 
 struct TrainedModel {
   RWKV model{nullptr};
-  // tokens (B, T) int64 → logits (B, T, V), as the training step calls it.
-  std::function<torch::Tensor(const torch::Tensor&)> forward;
+  // tokens (B, T) int64 → logits (B, T, V), fresh or from an RNN state, as the training step
+  // calls it (trainer/train/segments.h).
+  StepForward forward;
   // 2(13LD² + VD) (rwkv/README.md "Shapes"); a trained token costs 3× (trainer/README.md "Throughput").
   double forward_flops_per_token = 0;
 };

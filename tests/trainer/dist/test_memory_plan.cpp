@@ -68,6 +68,28 @@ TEST_CASE("plan: activations scale with tokens; checkpointing keeps one block", 
   REQUIRE(a.activations_ckpt < a.activations / 10);
 }
 
+TEST_CASE("plan: segments hold one segment's activations plus the boundary states", "[dist]") {
+  rwkv::PlanRequest req;
+  req.model.n_layer = 12;
+  req.model.n_embd = 768;
+  req.model.vocab_size = 50277;
+  req.micro_batch = 2;
+  req.ctx_len = 1024;
+  const auto short_ctx = rwkv::estimate_memory(req, Sharding::DDP);
+  req.ctx_len = 16384;
+  req.segment_len = 1024;
+  const auto seg = rwkv::estimate_memory(req, Sharding::DDP);
+  CHECK(seg.activations == Approx(short_ctx.activations));
+  CHECK(seg.head == Approx(short_ctx.head));
+  // 15 boundaries × 2 rows × 12 blocks × (2·768 + 3·768) fp32 numbers.
+  CHECK(seg.boundaries == Approx(15.0 * 2 * 12 * 5 * 768 * 4));
+  CHECK(seg.state() - short_ctx.state() == Approx(seg.boundaries));
+  req.segment_len = 20000;  // not below ctx_len: one segment, nothing saved
+  const auto whole = rwkv::estimate_memory(req, Sharding::DDP);
+  CHECK(whole.boundaries == 0);
+  CHECK(whole.activations == Approx(16 * short_ctx.activations));
+}
+
 TEST_CASE("rwkv plan prints the 14B table and recommends a sharding", "[dist]") {
   const std::string bin = rwkv::test::rwkv_binary().string();
   const std::string cfg = (rwkv::test::source_dir() / "configs/rwkv4-14b.yaml").string();

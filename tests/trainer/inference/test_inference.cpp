@@ -212,6 +212,19 @@ TEST_CASE("rwkv eval loss and perplexity and bits per byte and per-token log-pro
   CHECK(std::stod(m[4]) == Approx(nll / std::log(2.0) / static_cast<double>(bytes)).epsilon(1e-5));
   CHECK(std::stoll(m[5]) == bytes);
 
+  SECTION("windows run in segments (3 tokens, carrying the RNN state) predict the same log-probs") {
+    cli(fmt::format("eval {} --data {} --ctx-len 7 --batch 3 --segment-len 3 --tokenizer byte --dump-logprobs {}",
+                    (dir / "m.pth").string(), (dir / "tok").string(), (dir / "lp3.jsonl").string()));
+    std::ifstream seg_lines(dir / "lp3.jsonl");
+    int64_t n = 0;
+    while (std::getline(seg_lines, line)) {
+      const auto j = nlohmann::json::parse(line);
+      INFO(line);
+      CHECK(std::abs(j.at("logprob").get<double>() - want[j.at("pos").get<size_t>()]) <= 1e-5);
+      ++n;
+    }
+    CHECK(n == 40);
+  }
   SECTION("a .txt file gives what its byte-tokenized binidx gives") {
     const auto& tiny = rwkv::test::tiny_trained_run();
     const auto grab = [](const std::string& s) {

@@ -77,7 +77,7 @@ TEST_CASE("init_from a .pth starts the run from its weights bit-exactly, at anot
   REQUIRE(r2.losses.size() == 1);
   const auto batch = tt::MarkovSource(16, 3, 24).samples(0, cfg.stages[0].micro_batch);
   torch::NoGradGuard no_grad;
-  const auto logits = src.forward(batch.narrow(1, 0, 24));
+  const auto logits = src.forward.fresh(batch.narrow(1, 0, 24));
   const double expected =
       torch::nn::functional::cross_entropy(logits.reshape({-1, 16}), batch.narrow(1, 1, 24).reshape({-1})).item<double>();
   CHECK(r2.losses[0] == expected);  // same weights, same ops, same thread count: bit-identical
