@@ -112,7 +112,7 @@ StepFigures time_steps(TrainBench& bench, const TrainOptions& o, const torch::De
   for (int i = 0; i < 3; ++i) f.phase_ms[i] = clock.median(i, o.steps);
   if (!dev.is_cuda()) {
     trainer::CpuMemoryMeter meter;
-    run(false);
+    bench.step(batch);
     f.step_peak_bytes = meter.peak();
   }
   return f;

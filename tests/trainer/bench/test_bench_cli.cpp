@@ -103,6 +103,8 @@ optimizer: {{lr_init: 1.0e-3}}
   CHECK(j.at("activation_checkpointing").get<bool>());
   CHECK(j.at("zero_stage").get<int64_t>() == 1);
   CHECK(j.at("dtype").get<std::string>() == "fp32");
+  CHECK(j.at("segment").get<int64_t>() == 16);  // whole samples
+  CHECK(j.at("step_peak_bytes").get<int64_t>() > 0);
   const auto losses = j.at("losses").get<std::vector<double>>();
   REQUIRE(losses.size() == 3);  // warm-up included
   // Random tokens: the first step (before any update) starts near ln V; the same batch is then
@@ -112,4 +114,12 @@ optimizer: {{lr_init: 1.0e-3}}
     CHECK(std::isfinite(losses[i]));
     CHECK(losses[i] < losses[i - 1]);
   }
+
+  // In segments: the same first loss (the same weights and batch; segments change no value).
+  const auto seg = run_json(fmt::format("train {} --micro-batch 2 --ctx 16 --segment 5 --steps 1 --warmup 0 --device cpu "
+                                        "--set train.zero_stage=1 --force",
+                                        (dir / "run.yaml").string()),
+                            (dir / "t.json").string());
+  CHECK(seg.at("segment").get<int64_t>() == 5);
+  CHECK(seg.at("losses").at(0).get<double>() == Approx(losses[0]).epsilon(1e-6));
 }
