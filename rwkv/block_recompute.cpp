@@ -80,16 +80,13 @@ struct RecomputedBlock : torch::autograd::Function<RecomputedBlock> {
     Block& block = static_cast<BlockHandle*>(capsule.get())->block;
     const auto saved = ctx->get_saved_variables();
     const bool stateful = saved.size() > 1;
-    // Leaves to differentiate with respect to: x, the incoming state but pp, the parameters.
+    // Leaves to differentiate with respect to: x and the incoming state but pp.
     const torch::Tensor x = saved[0].detach().requires_grad_(true);
-    variable_list inputs{x};
     std::vector<torch::Tensor> state_in;
     for (size_t i = 1; i < saved.size(); ++i) {
       state_in.push_back(saved[i].detach());
-      if (i - 1 != kStatePp) inputs.push_back(state_in.back().requires_grad_(true));
+      if (i - 1 != kStatePp) state_in.back().requires_grad_(true);
     }
-    const size_t first_param = inputs.size();
-    for (const auto& p : block->parameters()) inputs.push_back(p);
 
     variable_list outputs, grads;
     {
@@ -110,12 +107,16 @@ struct RecomputedBlock : torch::autograd::Function<RecomputedBlock> {
         }
       }
     }
-    const variable_list g = torch::autograd::grad(outputs, inputs, grads, /*retain_graph=*/false,
-                                                  /*create_graph=*/false, /*allow_unused=*/true);
-    // In the node's input order: x, the 5 state tensors (pp: none), the parameters, the handle.
-    variable_list result{g[0]};
-    for (size_t i = 0, next = 1; i < state_in.size(); ++i) result.push_back(i == kStatePp ? torch::Tensor() : g[next++]);
-    result.insert(result.end(), g.begin() + static_cast<std::ptrdiff_t>(first_param), g.end());
+    // A nested backward, as torch.utils.checkpoint's reentrant mode: it accumulates into the
+    // parameters' .grad itself, once, so their hooks (trainer/dist/grad_sync.h starts bucket
+    // all-reduces from them) see each gradient once. autograd::grad with the parameters as inputs
+    // would run their hooks on the captured gradient and again when this node returned it.
+    torch::autograd::backward(outputs, grads);
+    // In the node's input order: x, the 5 state tensors (pp: none), the parameters (already
+    // accumulated: none), the handle.
+    variable_list result{x.grad()};
+    for (size_t i = 0; i < state_in.size(); ++i) result.push_back(i == kStatePp ? torch::Tensor() : state_in[i].grad());
+    result.resize(result.size() + block->parameters().size());
     result.emplace_back();  // the handle: not differentiable
     return result;
   }

@@ -7,7 +7,10 @@
 //
 // LibTorch has no torch.utils.checkpoint: this is a custom autograd::Function around a block whose
 // inputs are the block input, the incoming RNN state when a sequence continues, and the block's
-// parameters, so gradients reach the parameters through the ordinary graph (and any hooks on them). The recomputation is the same CPU arithmetic as the
+// parameters (so the node is recorded even when x needs no gradient). Its backward recomputes the
+// block and runs a nested backward through it, as torch.utils.checkpoint's reentrant mode does:
+// the parameters' gradients are accumulated there, once each, with their hooks (the overlapped
+// all-reduce of trainer/dist/grad_sync.h) seeing each gradient once. The recomputation is the same CPU arithmetic as the
 // forward, so gradients equal the plain model's (tests/rwkv/test_block_recompute.cpp). RWKV-4 has no
 // dropout and no random op, so no RNG state needs replaying; the autocast state (bf16 on CUDA) of
 // the forward is replayed, since backward runs outside the training loop's autocast scope.

@@ -219,6 +219,24 @@ TEST_CASE("reducing gradients during backward (overlap) changes no bit of a 2-ra
   }
 }
 
+TEST_CASE("segments on 2 ranks, under ZeRO-2 and overlapped reduction, train like one unsegmented process", "[dist]") {
+  Fixture f;
+  f.train(1, "one");
+  const auto want = f.losses("one");
+  const auto want_state = f.last_checkpoint("one");
+  // Uneven segments of 5 of ctx 16; the last segment's backward (the first segment's, in the
+  // exact mode's reverse order) is the one the buckets overlap.
+  for (const std::string& sets : {std::string("--set train.activation_checkpointing=true"),
+                                  std::string("--set train.segment_len=5 --set train.zero_stage=2"),
+                                  std::string("--set train.segment_len=5 --set train.activation_checkpointing=true")}) {
+    INFO(sets);
+    const std::string run = fmt::format("seg{}", sets.size());
+    f.train(2, run, "--set train.grad_bucket_mb=0.01 " + sets);
+    require_same_losses(f.losses(run), want);
+    require_same_state(f.last_checkpoint(run), want_state);
+  }
+}
+
 TEST_CASE("a checkpoint of 2 ranks resumes on 1 and on 3 ranks, also under ZeRO-2", "[dist]") {
   Fixture f;
   f.train(1, "one");
