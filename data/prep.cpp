@@ -320,19 +320,6 @@ PrepStats prepare_tokens(const PrepOptions& opt, const Tokenizer& tok, const Pre
   return st;
 }
 
-std::string format_progress(const PrepStats& s) {
-  const double mb = static_cast<double>(s.input_bytes) / 1e6;
-  const double rate = s.seconds > 0 ? mb / s.seconds : 0;
-  std::string eta = "-";
-  if (rate > 0 && s.total_input_bytes >= s.input_bytes) {
-    const auto left = static_cast<int64_t>((static_cast<double>(s.total_input_bytes - s.input_bytes) / 1e6) / rate);
-    eta = fmt::format("{}:{:02d}:{:02d}", left / 3600, (left / 60) % 60, left % 60);
-  }
-  return fmt::format("{:.1f}/{:.1f} MB  {:.1f} MB/s  {} docs  {} tokens  {:.2f} Mtok/s  ETA {}", mb,
-                     static_cast<double>(s.total_input_bytes) / 1e6, rate, s.documents, s.tokens,
-                     s.seconds > 0 ? static_cast<double>(s.tokens) / s.seconds / 1e6 : 0.0, eta);
-}
-
 std::string format_summary(const PrepStats& s, const std::filesystem::path& output) {
   std::string out = fmt::format(
       "wrote {}\n  documents: {} ({} empty skipped)\n  tokens: {} (EOD included)\n  bad lines skipped: {}\n"

@@ -46,8 +46,6 @@ std::vector<std::filesystem::path> expand_prep_inputs(const std::vector<std::fil
 PrepStats prepare_tokens(const PrepOptions& options, const Tokenizer& tokenizer, const PrepProgress& progress = {},
                          const PrepWarning& warn = {});
 
-// One line of progress: MB done, MB/s, documents, tokens, ETA.
-std::string format_progress(const PrepStats& s);
 // The closing summary: documents, tokens, bad lines, and the magic prime for ctx_len 512 … 8192.
 std::string format_summary(const PrepStats& s, const std::filesystem::path& output);
 

@@ -1,6 +1,7 @@
 // `rwkv eval MODEL --data FILE`: loss, perplexity and bits per byte of a checkpoint, .pth or HF
 // folder over a binidx / HDF5 token file or a .txt file (tokenized here), with an optional JSONL
 // dump of every predicted token's log-probability (trainer/inference/evaluate.h).
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -12,6 +13,7 @@
 
 #include "data/token_dataset.h"
 #include "common/durable_file.h"
+#include "common/progress.h"
 #include "trainer/io/output_path.h"
 #include "trainer/cli/commands.h"
 #include "trainer/inference/evaluate.h"
@@ -89,11 +91,16 @@ void add_eval_command(CLI::App& app) {
     if (options.ctx_len == 0) options.ctx_len = setup.ctx_len > 0 ? setup.ctx_len : 1024;
     const auto bytes = trainer::token_byte_lengths(*setup.tokenizer, setup.model->config().vocab_size);
 
+    // Positions come in stream order, 1 … n-1 of the n tokens evaluated (trainer/inference/evaluate.h).
+    const int64_t positions = (options.max_tokens > 0 ? std::min(options.max_tokens, data->size()) : data->size()) - 1;
+    ProgressReporter reporter("[eval]", ProgressUnit::tokens);
     trainer::EvalResult r;
     const auto run = [&](std::ofstream* dump) {
       r = trainer::evaluate(setup.model, *data, bytes, options, [&](int64_t pos, int64_t token, double logprob) {
         if (dump) *dump << nlohmann::json{{"pos", pos}, {"token", token}, {"logprob", logprob}}.dump() << '\n';
+        reporter.update(pos, positions);
       });
+      reporter.finish();
     };
     if (args->dump.empty()) {
       run(nullptr);

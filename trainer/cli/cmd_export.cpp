@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "common/progress.h"
 #include "trainer/cli/commands.h"
 #include "trainer/checkpoint/model_source.h"
 #include "trainer/io/output_path.h"
@@ -52,11 +53,16 @@ void add_export_command(CLI::App& app) {
                                     : args->format == "safetensors" ? io::WeightFormat::Safetensors
                                                                     : io::WeightFormat::Pth;
     io::check_output_path(args->out, io::output_kind(format), args->force, {args->source}, "--out");
+    // Reading has no progress line of its own (a checkpoint is read and verified whole); say what waits.
+    fmt::print(stderr, "[export] reading {}\n", args->source);
     const io::ModelSource source =
         io::read_model_source(args->source, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
     const io::ModelWeights& weights = source.weights;
     const int64_t ctx_len = args->ctx_len > 0 ? args->ctx_len : source.ctx_len > 0 ? source.ctx_len : 1024;
-    io::write_model_weights(weights, format, args->out, io::parse_weight_dtype(args->dtype), ctx_len);
+    ProgressReporter reporter("[export] writing", ProgressUnit::bytes);
+    io::write_model_weights(weights, format, args->out, io::parse_weight_dtype(args->dtype), ctx_len,
+                            [&reporter](int64_t done, int64_t total) { reporter.update(done, total); });
+    reporter.finish();
     const ModelConfig& c = weights.config;
     fmt::print("exported {}: {} tensors ({} parameters; n_layer {}, n_embd {}, vocab_size {}) as {} {} to {}\n",
                source.description, weights.tensors.size(), parameter_count(weights.tensors), c.n_layer, c.n_embd, c.vocab_size,

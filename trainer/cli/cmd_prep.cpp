@@ -1,9 +1,7 @@
 // `rwkv prep`: tokenize raw text into binidx or HDF5 token files (data/prep.h does the work).
 #include <fmt/format.h>
 
-#include <cstdio>
-#include <unistd.h>
-
+#include "common/progress.h"
 #include "data/prep.h"
 #include "data/tokenizer.h"
 #include "trainer/cli/commands.h"
@@ -31,7 +29,7 @@ void add_prep_command(CLI::App& app) {
   cmd->add_option("--text-field", args->text_field, "JSON field holding the document text");
   cmd->add_option("--on-bad-line", args->on_bad_line, "skip (report and go on) or abort")
       ->check(CLI::IsMember({"skip", "abort"}));
-  cmd->add_flag("-q,--quiet", args->quiet, "No progress line");
+  cmd->add_flag("-q,--quiet", args->quiet, "No progress line (common/progress.h)");
   cmd->add_flag("--force", args->force, io::kForceHelp);
   cmd->callback([args] {
     data::PrepOptions opt;
@@ -49,19 +47,18 @@ void add_prep_command(CLI::App& app) {
     opt.text_field = args->text_field;
     opt.abort_on_bad_line = args->on_bad_line == "abort";
     const auto tok = data::load_tokenizer(args->tokenizer);
-    const bool tty = isatty(fileno(stderr));
+    ProgressReporter reporter("[prep]", ProgressUnit::bytes);
     data::PrepProgress progress;
     if (!args->quiet)
-      progress = [tty](const data::PrepStats& s) {
-        // On a terminal the line redraws itself; in a log each report is its own line.
-        if (tty) fmt::print(stderr, "\r[prep] {}\033[K", data::format_progress(s));
-        else fmt::print(stderr, "[prep] {}\n", data::format_progress(s));
+      progress = [&reporter](const data::PrepStats& s) {
+        reporter.update(static_cast<int64_t>(s.input_bytes), static_cast<int64_t>(s.total_input_bytes),
+                        fmt::format("{} docs  {} tokens", s.documents, s.tokens));
       };
-    const auto warn = [tty](const std::string& w) { fmt::print(stderr, "{}warning: {}\n", tty ? "\r\033[K" : "", w); };
+    const auto warn = [&reporter](const std::string& w) { reporter.message("warning: " + w); };
     fmt::print(stderr, "[prep] tokenizer {} (vocab {}), {} output\n", tok->name(), tok->vocab_size(),
                opt.format == data::TokenFormat::hdf5 ? "HDF5" : "binidx");
     const auto stats = data::prepare_tokens(opt, *tok, progress, warn);
-    if (!args->quiet && tty) fmt::print(stderr, "\n");
+    reporter.finish();
     fmt::print("{}", data::format_summary(stats, opt.output));
   });
 }

@@ -31,7 +31,8 @@ const char* hf_dtype_name(torch::ScalarType t) {
 }  // namespace
 
 void write_hf_folder(const fs::path& folder, const NamedTensors& reference, const ModelConfig& config,
-                     int64_t context_length, std::optional<torch::ScalarType> dtype) {
+                     int64_t context_length, std::optional<torch::ScalarType> dtype,
+                     const ProgressCallback& progress) {
   if (reference.empty()) throw std::invalid_argument("no tensors to export");
   NamedTensors hf;
   hf.reserve(reference.size());
@@ -60,7 +61,7 @@ void write_hf_folder(const fs::path& folder, const NamedTensors& reference, cons
     f << cfg.dump(2) << "\n";
     f.close();
     if (!f) throw std::runtime_error(fmt::format("{}: cannot write config.json", folder.string()));
-    write_safetensors(temp / "model.safetensors", hf, dtype);
+    write_safetensors(temp / "model.safetensors", hf, dtype, progress);
     // Lets a later `rwkv export --force` replace this folder (trainer/io/output_path.h).
     std::ofstream marker(temp / kOutputMarker);
     marker << "written by rwkv export\n";

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "common/progress.h"
 #include "rwkv/model_config.h"
 #include "trainer/io/weight_dtype.h"
 
@@ -14,10 +15,10 @@ namespace rwkv::io {
 // against `config`. config.json gets rescale_every 0 (transformers would otherwise halve weights
 // every 6 layers in eval mode), bos/eos 0, untied head, layer_norm_epsilon 1e-5 and
 // `context_length` (the ctx_len the model was trained at). The folder appears under `folder`
-// only when complete; an existing folder of that name is replaced.
+// only when complete; an existing folder of that name is replaced. `progress` as write_safetensors'.
 void write_hf_folder(const std::filesystem::path& folder, const NamedTensors& reference,
                      const ModelConfig& config, int64_t context_length,
-                     std::optional<torch::ScalarType> dtype);
+                     std::optional<torch::ScalarType> dtype, const ProgressCallback& progress = {});
 
 // Reads a transformers RWKV folder (model.safetensors, or a single-file pytorch_model.bin) into
 // reference keys, checking config.json's sizes against the tensors. Throws naming the folder,

@@ -148,14 +148,16 @@ std::string dict_pickle(const NamedTensors& tensors, std::optional<torch::Scalar
 }  // namespace
 
 void write_pth(const std::filesystem::path& path, const NamedTensors& tensors,
-               std::optional<torch::ScalarType> dtype) {
+               std::optional<torch::ScalarType> dtype, const ProgressCallback& progress) {
   std::unordered_set<std::string> seen;
+  int64_t total_bytes = 0;
   for (const auto& [name, tensor] : tensors) {
     if (!seen.insert(name).second)
       throw std::invalid_argument(fmt::format("{}: tensor name '{}' given twice", path.string(), name));
     if (!tensor.defined())
       throw std::invalid_argument(fmt::format("{}: tensor '{}' is undefined", path.string(), name));
     storage_class(dtype.value_or(tensor.scalar_type()));  // rejects unsupported dtypes up front
+    total_bytes += tensor.numel() * static_cast<int64_t>(c10::elementSize(dtype.value_or(tensor.scalar_type())));
   }
   const std::string pickle = dict_pickle(tensors, dtype);
 
@@ -173,6 +175,8 @@ void write_pth(const std::filesystem::path& path, const NamedTensors& tensors,
     writer.writeRecord(".format_version", "1", 1);
     writer.writeRecord(".storage_alignment", "64", 2);
     writer.writeRecord("byteorder", "little", 6);
+    int64_t done_bytes = 0;
+    if (progress) progress(done_bytes, total_bytes);
     for (size_t i = 0; i < tensors.size(); ++i) {
       const torch::Tensor& src = tensors[i].tensor;
       const torch::Tensor t = to_cpu_contiguous(src, dtype.value_or(src.scalar_type()));
@@ -180,6 +184,8 @@ void write_pth(const std::filesystem::path& path, const NamedTensors& tensors,
       if (!file)
         throw std::runtime_error(fmt::format("{}: write failed at tensor '{}' (disk full?)",
                                              path.string(), tensors[i].name));
+      done_bytes += static_cast<int64_t>(t.nbytes());
+      if (progress) progress(done_bytes, total_bytes);
     }
     writer.writeEndOfFile();
     file.close();

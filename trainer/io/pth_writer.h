@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "common/progress.h"
 #include "trainer/io/weight_dtype.h"
 
 namespace rwkv::io {
@@ -17,7 +18,8 @@ namespace rwkv::io {
 // dtype when none is given) just before its bytes are written. The file is written under a
 // temporary name in the same folder and renamed onto `path` only when complete; on failure the
 // temporary is removed and an existing `path` is left untouched. Names must be unique.
+// `progress` gets the tensor bytes written so far and their total, before the first and after each.
 void write_pth(const std::filesystem::path& path, const NamedTensors& tensors,
-               std::optional<torch::ScalarType> dtype = std::nullopt);
+               std::optional<torch::ScalarType> dtype = std::nullopt, const ProgressCallback& progress = {});
 
 }  // namespace rwkv::io

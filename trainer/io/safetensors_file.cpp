@@ -38,7 +38,7 @@ constexpr uint64_t kMaxHeaderBytes = 100u << 20;
 }  // namespace
 
 void write_safetensors(const fs::path& path, const NamedTensors& tensors,
-                       std::optional<torch::ScalarType> dtype,
+                       std::optional<torch::ScalarType> dtype, const ProgressCallback& progress,
                        const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -66,12 +66,16 @@ void write_safetensors(const fs::path& path, const NamedTensors& tensors,
     for (int i = 0; i < 8; ++i) length[i] = static_cast<char>((n >> (8 * i)) & 0xff);
     file.write(length, 8);
     file.write(json.data(), static_cast<std::streamsize>(json.size()));
+    int64_t done_bytes = 0;
+    if (progress) progress(done_bytes, static_cast<int64_t>(offset));
     for (const auto& [name, src] : tensors) {
       const torch::Tensor t = to_cpu_contiguous(src, dtype.value_or(src.scalar_type()));
       file.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
       if (!file)
         throw std::runtime_error(
             fmt::format("{}: write failed at tensor '{}' (disk full?)", path.string(), name));
+      done_bytes += static_cast<int64_t>(t.nbytes());
+      if (progress) progress(done_bytes, static_cast<int64_t>(offset));
     }
     file.close();
     if (!file) throw std::runtime_error(fmt::format("{}: write failed (disk full?)", path.string()));

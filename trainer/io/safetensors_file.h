@@ -11,15 +11,17 @@
 #include <string>
 #include <vector>
 
+#include "common/progress.h"
 #include "trainer/io/weight_dtype.h"
 
 namespace rwkv::io {
 
 // Streams `tensors` into `path` in the given order, each converted to `dtype` (or its own dtype)
 // just before it is written; temporary name, renamed when complete. transformers expects
-// metadata {"format": "pt"}.
+// metadata {"format": "pt"}. `progress` gets the tensor bytes written so far and their total,
+// before the first and after each.
 void write_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,
-                       std::optional<torch::ScalarType> dtype = std::nullopt,
+                       std::optional<torch::ScalarType> dtype = std::nullopt, const ProgressCallback& progress = {},
                        const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
 struct SafetensorsEntry {

@@ -62,11 +62,13 @@ OutputKind output_kind(WeightFormat format) {
 }
 
 void write_model_weights(const ModelWeights& weights, WeightFormat format, const fs::path& out,
-                         torch::ScalarType dtype, int64_t context_length) {
+                         torch::ScalarType dtype, int64_t context_length, const ProgressCallback& progress) {
   switch (format) {
-    case WeightFormat::Pth: write_pth(out, weights.tensors, dtype); return;
-    case WeightFormat::Safetensors: write_safetensors(out, weights.tensors, dtype); return;
-    case WeightFormat::HfFolder: write_hf_folder(out, weights.tensors, weights.config, context_length, dtype); return;
+    case WeightFormat::Pth: write_pth(out, weights.tensors, dtype, progress); return;
+    case WeightFormat::Safetensors: write_safetensors(out, weights.tensors, dtype, progress); return;
+    case WeightFormat::HfFolder:
+      write_hf_folder(out, weights.tensors, weights.config, context_length, dtype, progress);
+      return;
   }
 }
 

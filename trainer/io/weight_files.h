@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "common/progress.h"
 #include "rwkv/model_config.h"
 #include "trainer/io/output_path.h"
 #include "trainer/io/weight_dtype.h"
@@ -32,8 +33,9 @@ enum class WeightFormat { Pth, HfFolder, Safetensors };
 OutputKind output_kind(WeightFormat format);
 
 // Writes `weights` as `format` to `out` (atomically), converting to `dtype` tensor by tensor.
-// `context_length` goes into an HF folder's config.json.
+// `context_length` goes into an HF folder's config.json. `progress` gets the tensor bytes written
+// so far and their total.
 void write_model_weights(const ModelWeights& weights, WeightFormat format, const std::filesystem::path& out,
-                         torch::ScalarType dtype, int64_t context_length);
+                         torch::ScalarType dtype, int64_t context_length, const ProgressCallback& progress = {});
 
 }  // namespace rwkv::io

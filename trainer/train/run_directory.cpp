@@ -66,6 +66,7 @@ void check_run_paths(const RunConfig& c) {
   const fs::path run_dir = c.train.run_dir;
   require_folder_or_nothing(c, "train.run_dir", run_dir);
   require_folder_or_nothing(c, "checkpoint.dir", c.checkpoint.dir);
+  require_folder_or_nothing(c, "train.run_dir", run_dir / "tb");
   require_file_or_nothing(c, run_dir / "metrics.jsonl");
   require_file_or_nothing(c, run_dir / "config.yaml");
   if (fs::is_directory(run_dir / kLockFile))
@@ -114,7 +115,7 @@ fs::path archive_earlier_run(const RunConfig& c) {
   const fs::path run_dir = c.train.run_dir;
   const auto steps = list_step_directories(c.checkpoint.dir);
   std::vector<fs::path> files;
-  for (const char* name : {"metrics.jsonl", "config.yaml"})
+  for (const char* name : {"metrics.jsonl", "config.yaml", "tb"})
     if (fs::exists(run_dir / name)) files.push_back(run_dir / name);
   if (steps.empty() && files.empty()) return {};
   const fs::path archive = first_free(run_dir, "previous-", "");
@@ -140,6 +141,14 @@ fs::path rotate_metrics(const RunConfig& c) {
   if (!fs::exists(metrics)) return {};
   const fs::path to = first_free(c.train.run_dir, "metrics.", ".jsonl");
   move(metrics, to);
+  return to;
+}
+
+fs::path rotate_tensorboard(const RunConfig& c) {
+  const fs::path tb = fs::path(c.train.run_dir) / "tb";
+  if (!fs::exists(tb)) return {};
+  const fs::path to = first_free(c.train.run_dir, "tb.", "");
+  move(tb, to);
   return to;
 }
 

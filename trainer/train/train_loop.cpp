@@ -15,6 +15,7 @@
 #include "trainer/train/checkpointer.h"
 #include "trainer/train/metrics.h"
 #include "trainer/train/metrics_interval.h"
+#include "trainer/train/tensorboard_log.h"
 #include "trainer/train/run_directory.h"
 #include "trainer/train/train_step.h"
 
@@ -188,13 +189,16 @@ std::unique_ptr<RunDirectoryLock> claim_run_directory(const RunConfig& cfg, Comm
   return lock;
 }
 
-// Rank 0, once the start is known: an earlier run's metrics.jsonl is kept under another name
-// (fresh start); checkpoints newer than the resumed one are set aside, so nothing removes them.
+// Rank 0, once the start is known: an earlier run's metrics.jsonl and tb/ are kept under other
+// names (fresh start); checkpoints newer than the resumed one are set aside, so nothing removes them.
 void keep_earlier_records(const RunConfig& cfg, bool resumed, int64_t step, const Voice& voice) {
   if (resumed) {
     set_aside_newer_checkpoints(cfg, step, voice.warn);
-  } else if (const fs::path old = rotate_metrics(cfg); !old.empty()) {
-    voice.print("metrics.jsonl of an earlier start kept as " + old.string());
+  } else {
+    if (const fs::path old = rotate_metrics(cfg); !old.empty())
+      voice.print("metrics.jsonl of an earlier start kept as " + old.string());
+    if (const fs::path old = rotate_tensorboard(cfg); !old.empty())
+      voice.print("TensorBoard events of an earlier start kept in " + old.string());
   }
 }
 
@@ -276,6 +280,8 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
   report.resumed = resume_or_init(cfg, env, step, comm, device, voice, progress);
   if (comm.is_root()) keep_earlier_records(cfg, report.resumed, progress.step, voice);
   std::optional<MetricsLog> metrics_log = prepare_run_directory(cfg, comm.is_root(), progress.step, voice.warn);
+  std::optional<TensorBoardLog> tensorboard;  // the same records as metrics.jsonl, rank 0 too
+  if (metrics_log) tensorboard.emplace(fs::path(cfg.train.run_dir) / "tb", progress.step, voice.warn);
   Checkpointer checkpointer(cfg, step, comm);
   MetricsInterval interval(cfg.train.epoch_samples, cfg.log.peak_tflops, env.forward_flops_per_token,
                            comm.world_size());
@@ -314,6 +320,7 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
         const MetricsRow row = interval.close(progress, r, end_step - progress.step);
         voice.print(format_metrics_line(row));
         metrics_log->append(row);
+        tensorboard->append(row);
       }
       if (progress.step % cfg.checkpoint.every_steps == 0 && !last) report.checkpoint = checkpointer.save(progress);
     }

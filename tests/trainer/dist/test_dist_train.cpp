@@ -185,6 +185,8 @@ TEST_CASE("torchrun with 2 and 3 ranks, and ZeRO-1, train like one process", "[d
     CHECK_THAT(out, Catch::Contains(fmt::format("ranks: {} (torchrun, Gloo)", ranks)));
     require_same_losses(f.losses(run), want);
     require_same_state(f.last_checkpoint(run), want_state);
+    // Only rank 0 writes files: one TensorBoard events file for the run, however many ranks.
+    CHECK(std::distance(std::filesystem::directory_iterator(f.dir / run / "tb"), {}) == 1);
   }
 }
 
