@@ -33,7 +33,7 @@ TrainEnv make_env(const RunConfig& config, int64_t branches) {
 }
 
 TrainEnv make_rwkv_env(const RunConfig& config, int64_t branches) {
-  const TrainedModel model = build_trained_model(config, torch::kCPU);
+  const TrainedModel model = build_trained_model(config, run_device(config));
   TrainEnv env;
   env.model = model.model.ptr();
   env.forward = model.forward;

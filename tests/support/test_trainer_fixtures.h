@@ -57,8 +57,9 @@ checkpoint: {every_steps: 100, keep: 2}
 // The model the loop trains in these tests, built fresh (a new "process") from the config's seed.
 TrainEnv make_env(const RunConfig& config, int64_t branches = 3);
 
-// The real RWKV of config.model, initialised as `rwkv train` does (rwkv/init.h, the config's seed,
-// emb scale lr_init; train.activation_checkpointing as `rwkv train`), trained on the MarkovSource; init_from .pth files are read as `rwkv train`
+// The real RWKV of config.model on the config's device (run_device: train.device), initialised as
+// `rwkv train` does (rwkv/init.h, the config's seed, emb scale lr_init; train.activation_checkpointing
+// as `rwkv train`), trained on the MarkovSource; init_from .pth files are read as `rwkv train`
 // reads them (trainer/checkpoint/init_weights_file.h).
 TrainEnv make_rwkv_env(const RunConfig& config, int64_t branches = 3);
 

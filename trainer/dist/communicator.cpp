@@ -53,9 +53,9 @@ void finish(const c10::intrusive_ptr<c10d::Work>& work, const char* what, const 
 
 Communicator::Communicator(const DistEnv& env, const torch::Device& device,
                            std::chrono::milliseconds timeout,
-                           std::chrono::milliseconds join_timeout)
+                           std::chrono::milliseconds join_timeout, OneRank one_rank)
     : env_(env), timeout_(timeout) {
-  if (!env_.distributed()) return;
+  if (!env_.distributed() && one_rank == OneRank::no_group) return;
   c10d::TCPStoreOptions opts;
   opts.port = static_cast<std::uint16_t>(env_.master_port);
   // Under torchrun's agent store the agent is the server; otherwise rank 0 hosts it.

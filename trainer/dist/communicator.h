@@ -1,7 +1,8 @@
 #pragma once
 // Collectives between the ranks of a run, through c10d: a TCPStore rendezvous, then
 // ProcessGroupNCCL on CUDA or ProcessGroupGloo on CPU. With one rank every collective is the
-// identity and no store or socket is created. No home-made transport.
+// identity and no store or socket is created, unless a one-rank group is asked for (the tests run
+// the whole NCCL path of the train loop on one GPU that way). No home-made transport.
 #include <torch/torch.h>
 
 #include <chrono>
@@ -16,11 +17,17 @@ namespace rwkv {
 
 class Communicator {
  public:
+  // What a run of one rank gets: no process group (the default; every collective is the
+  // identity), or a real one-rank group over a TCPStore on env.master_port, so that every
+  // collective goes through NCCL or Gloo as it would with more ranks.
+  enum class OneRank { no_group, group };
+
   // Joins the run described by `env`, waiting up to `join_timeout` for every rank to arrive
   // (process start and libtorch loading take seconds). Afterwards a collective that does not
   // complete within `timeout` (a rank died, the network broke) throws instead of hanging.
   Communicator(const DistEnv& env, const torch::Device& device, std::chrono::milliseconds timeout,
-               std::chrono::milliseconds join_timeout = std::chrono::minutes(10));
+               std::chrono::milliseconds join_timeout = std::chrono::minutes(10),
+               OneRank one_rank = OneRank::no_group);
   ~Communicator();
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
@@ -29,6 +36,9 @@ class Communicator {
   int world_size() const { return env_.world_size; }
   bool is_root() const { return env_.rank == 0; }
   const DistEnv& env() const { return env_; }
+  // Whether the collectives go through a process group (several ranks, or OneRank::group). Without
+  // one each collective is the identity, and callers skip the work they would do around it.
+  bool grouped() const { return backend_ != nullptr; }
 
   // In place: sum over ranks (Gloo's AVG reduction is unreliable: callers divide themselves).
   void all_reduce_sum(torch::Tensor& tensor);

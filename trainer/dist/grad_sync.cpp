@@ -27,7 +27,7 @@ GradientSync::GradientSync(std::vector<torch::Tensor> params, Communicator& comm
     const auto& first = params_[b.members.front()];
     b.flat = torch::empty({b.numel}, torch::TensorOptions().dtype(torch::kFloat32).device(first.device()));
   }
-  if (!overlap || comm_.world_size() == 1) return;
+  if (!overlap || !comm_.grouped()) return;
   hooks_.assign(params_.size(), ~0u);
   for (size_t i = 0; i < params_.size(); ++i) {
     // A parameter without requires_grad never receives a gradient: it is packed as zeros.
@@ -88,7 +88,7 @@ void GradientSync::start_ready_buckets() {
 }
 
 void GradientSync::average() {
-  if (comm_.world_size() == 1) return;
+  if (!comm_.grouped()) return;
   torch::NoGradGuard no_grad;
   std::lock_guard<std::mutex> lock(mutex_);
   if (!armed_) {

@@ -26,7 +26,7 @@ namespace rwkv {
 class GradientSync {
  public:
   // `params` in a fixed order (identical on every rank); buckets hold about `bucket_bytes` of
-  // whole parameters. `overlap` registers the gradient hooks (only with more than one rank).
+  // whole parameters. `overlap` registers the gradient hooks (only with a process group: Communicator::grouped).
   GradientSync(std::vector<torch::Tensor> params, Communicator& comm, int64_t bucket_bytes, bool overlap = false);
   ~GradientSync();  // removes the hooks: the parameters outlive this object
   GradientSync(const GradientSync&) = delete;
@@ -39,7 +39,7 @@ class GradientSync {
 
   // Replaces each parameter's .grad by its average over ranks (an undefined grad counts as
   // zeros and becomes defined). After an armed backward it completes the started reductions;
-  // otherwise it packs and reduces everything now. With one rank nothing is copied.
+  // otherwise it packs and reduces everything now. Without a process group nothing is copied.
   void average();
 
   size_t bucket_count() const { return buckets_.size(); }

@@ -27,7 +27,7 @@ namespace {
 // found another one than rank 0 (checkpoint.dir not shared, a write still in flight) fails the run
 // on all ranks alike instead of training from different states.
 void agree_on_resume_step(Communicator& comm, int64_t mine, const torch::Device& device, const std::string& dir) {
-  if (comm.world_size() == 1) return;
+  if (!comm.grouped()) return;
   auto root = torch::full({1}, mine, torch::TensorOptions().dtype(torch::kLong).device(device));
   comm.broadcast(root);
   const int64_t root_step = root.item<int64_t>();
@@ -160,7 +160,7 @@ bool resume_or_init(const RunConfig& cfg, TrainEnv& env, TrainStep& step, Commun
   } else if (!cfg.checkpoint.init_from.empty()) {
     init_from(cfg, env, step.params(), voice);
   }
-  if (comm.world_size() > 1) {
+  if (comm.grouped()) {
     torch::NoGradGuard no_grad;
     for (const auto& [name, p] : step.params()) {
       auto values = p.detach();  // shares p's storage

@@ -52,7 +52,8 @@ struct TrainEnv {
   // checkpoints or run directory, .pth, .safetensors or HF folder (cmd_train: read_init_weights).
   // Unset: only a checkpoint directory is accepted.
   std::function<NamedTensors(const std::string& path)> read_weights;
-  // The ranks of a multi-process run, joined on the run's device; null: this process alone.
+  // The ranks of a multi-process run, joined on the run's device (or a one-rank process group,
+  // Communicator::OneRank::group); null: this process alone.
   Communicator* comm = nullptr;
 };
 

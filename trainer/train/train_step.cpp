@@ -14,7 +14,7 @@
 namespace rwkv::trainer {
 
 double sum_over_ranks(Communicator& comm, double value, const torch::Device& device) {
-  if (comm.world_size() == 1) return value;
+  if (!comm.grouped()) return value;
   auto t = torch::full({1}, value, torch::TensorOptions().dtype(torch::kFloat64).device(device));
   comm.all_reduce_sum(t);
   return t.item<double>();
@@ -44,7 +44,7 @@ StepResult TrainStep::train_step(const Stage& stage, int64_t stage_step, int64_t
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
     bool stop = hooks.stop_before && hooks.stop_before(micro);
     // A signal reaches the ranks at slightly different times: stop where any rank asks.
-    if (comm_.world_size() > 1) stop = sum_over_ranks(comm_, stop ? 1 : 0, device_) > 0;
+    if (comm_.grouped()) stop = sum_over_ranks(comm_, stop ? 1 : 0, device_) > 0;
     if (stop) {
       // The partial accumulation is dropped: the caller's last complete step stands, and the step
       // is redone from its first micro-batch on the same samples.
