@@ -1,6 +1,7 @@
 #include "trainer/train/train_loop.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdio>
@@ -265,12 +266,12 @@ void record_step(const RunConfig& cfg, const Stage& stage, const StepResult& r, 
 }
 
 // The run's held-out validations (trainer/train/validation.h): every rank evaluates its share,
-// rank 0 prints and logs; the time they take is left out of the training throughput.
+// rank 0 prints and logs (metrics.jsonl and TensorBoard, the same record); the time they take is left out of the training throughput.
 class Validations {
  public:
   Validations(const RunConfig& cfg, TrainEnv& env, Communicator& comm, const Voice& voice,
-              std::optional<MetricsLog>& log, MetricsInterval& interval)
-      : cfg_(cfg), env_(env), comm_(comm), voice_(voice), log_(log), interval_(interval) {
+              std::optional<MetricsLog>& log, std::optional<TensorBoardLog>& tensorboard, MetricsInterval& interval)
+      : cfg_(cfg), env_(env), comm_(comm), voice_(voice), log_(log), tensorboard_(tensorboard), interval_(interval) {
     if (cfg.validation.enabled() && !env.validate)
       throw std::invalid_argument("run_training: the config has a validation section, the TrainEnv no validate");
   }
@@ -291,6 +292,7 @@ class Validations {
                             .seconds = std::chrono::duration<double>(elapsed).count()};
     voice_.print(format_validation_line(row));
     if (log_) log_->append(row);
+    if (tensorboard_) tensorboard_->append(nlohmann::json::parse(validation_json(row)));
     latest_ = {p.step, stage.ctx_len, r};
   }
 
@@ -328,6 +330,7 @@ class Validations {
   Communicator& comm_;
   const Voice& voice_;
   std::optional<MetricsLog>& log_;
+  std::optional<TensorBoardLog>& tensorboard_;
   MetricsInterval& interval_;
   Latest latest_;
 };
@@ -355,7 +358,7 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
   Checkpointer checkpointer(cfg, step, comm);
   MetricsInterval interval(cfg.train.epoch_samples, cfg.log.peak_tflops, env.forward_flops_per_token,
                            comm.world_size());
-  Validations validations(cfg, env, comm, voice, metrics_log, interval);
+  Validations validations(cfg, env, comm, voice, metrics_log, tensorboard, interval);
   const StepHooks hooks = step_hooks(controls, progress);
   const int64_t total = cfg.total_steps();
   const int64_t end_step = cfg.train.max_steps > 0 ? std::min(cfg.train.max_steps, total) : total;

@@ -169,6 +169,11 @@ TEST_CASE("the loop validates every every_steps and at each stage's end; figures
         }) == 2);
   // The model learns the source: the held-out loss falls (from ~ln 16 towards ln 3).
   CHECK(records.back().loss < records.front().loss - 0.1);
+  // The same records go to TensorBoard (tag names are plain bytes in its events file).
+  std::string events;
+  for (const auto& e : fs::directory_iterator(dir / "run" / "tb")) events += rwkv::test::slurp(e.path());
+  for (const char* tag : {"val_loss", "val_perplexity", "val_bits_per_byte", "val_ctx_len", "val_tokens"})
+    CHECK(events.find(tag) != std::string::npos);
 
   // The last figure is evaluate() of the saved final weights, run apart from the loop.
   const EvalResult at16 = evaluate_checkpoint(cfg, *held, 16), at8 = evaluate_checkpoint(cfg, *held, 8);
