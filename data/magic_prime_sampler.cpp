@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -69,10 +70,26 @@ uint64_t magic_prime(int64_t n_tokens, int64_t ctx_len) {
   return c;
 }
 
-MagicPrimeSampler::MagicPrimeSampler(int64_t n_tokens, int64_t ctx_len)
+MagicPrimeSampler::MagicPrimeSampler(int64_t n_tokens, int64_t ctx_len, int64_t held_out)
     : ctx_len_(ctx_len), p_(magic_prime(n_tokens, ctx_len)) {
   // ⌊p·φ⌋ with φ = (√5−1)/2 in double, as the reference computes it (p < 2^53 for any real data).
   factor_ = static_cast<uint64_t>(static_cast<double>(p_) * ((std::sqrt(5.0) - 1.0) / 2.0));
+  if (held_out < 0 || held_out >= n_tokens)
+    throw std::invalid_argument(fmt::format("magic prime: a held-out tail of {} tokens out of {}", held_out, n_tokens));
+  if (held_out == 0) return;
+  // Chunk c's window [c·T, c·T + T] ends before the tail when c < (n − held_out − 1) / T.
+  const uint64_t kept_chunks = static_cast<uint64_t>((n_tokens - held_out - 1) / ctx_len);
+  if (kept_chunks == 0)
+    throw std::invalid_argument(fmt::format("magic prime: holding out the last {} of {} tokens leaves no window of "
+                                            "ctx_len+1 = {} tokens to train on",
+                                            held_out, n_tokens, ctx_len + 1));
+  // The sample number of chunk c ≥ 1 inverts c = factor·x³ (mod p): x = (c/factor)^d with
+  // d = (2p − 1)/3 = 3⁻¹ mod (p − 1), which exists because p ≡ 2 (mod 3) (x³ is then a bijection).
+  const uint64_t inverse_factor = pow_mod(factor_, p_ - 2, p_);
+  const uint64_t cube_root = (2 * p_ - 1) / 3;
+  for (uint64_t c = kept_chunks; c < p_; ++c) skipped_.push_back(pow_mod(mul_mod(c, inverse_factor, p_), cube_root, p_));
+  std::sort(skipped_.begin(), skipped_.end());
+  for (size_t k = 0; k < skipped_.size(); ++k) skipped_[k] -= k + 1;
 }
 
 uint64_t MagicPrimeSampler::chunk_of_sample_number(uint64_t ii) const {
@@ -82,7 +99,11 @@ uint64_t MagicPrimeSampler::chunk_of_sample_number(uint64_t ii) const {
 
 int64_t MagicPrimeSampler::window_start(int64_t global_index) const {
   if (global_index < 0) throw std::out_of_range("negative global sample index");
-  return static_cast<int64_t>(chunk_of_sample_number(static_cast<uint64_t>(global_index) + 1)) * ctx_len_;
+  // The j-th kept sample of its pass has number t = j + 1 + (skipped ones before it); without a
+  // held-out tail t ≡ g + 1 (mod p), the reference's ii = g + 1.
+  const uint64_t j = static_cast<uint64_t>(global_index) % pass_length();
+  const uint64_t t = j + 1 + static_cast<uint64_t>(std::upper_bound(skipped_.begin(), skipped_.end(), j) - skipped_.begin());
+  return static_cast<int64_t>(chunk_of_sample_number(t)) * ctx_len_;
 }
 
 }  // namespace rwkv::data

@@ -192,3 +192,65 @@ TEST_CASE("a batch holds the dataset's windows as inputs and shifted targets", "
   const std::vector<int64_t> bad{g};
   REQUIRE_THROWS_AS(make_batch(ds, too_big, bad), std::out_of_range);
 }
+
+TEST_CASE("a held-out tail: one magic-prime pass is the whole file's order without the windows reaching into it", "[data]") {
+  // The reference: the whole file's order (checked against the formula above), filtered by hand.
+  const int64_t ctx = 16;
+  for (int64_t n : {int64_t{1} << 20, int64_t{3000017}}) {
+    const MagicPrimeSampler whole(n, ctx);
+    const uint64_t p = whole.prime();
+    // Inside the tail the whole order never draws (p·ctx + 1 <= n), one window, 1%, a third, and
+    // all but the first window.
+    for (int64_t held : {int64_t{1}, n - static_cast<int64_t>(p) * ctx - 1, int64_t{ctx}, n / 100, n / 3,
+                         n - ctx - 1}) {
+      INFO("n " << n << ", held out " << held);
+      const MagicPrimeSampler split(n, ctx, held);
+      REQUIRE(split.prime() == p);
+      std::vector<int64_t> want;
+      for (uint64_t g = 0; g < p; ++g) {
+        const int64_t start = whole.window_start(static_cast<int64_t>(g));
+        if (start + ctx + 1 <= n - held) want.push_back(start);
+      }
+      REQUIRE(split.pass_length() == want.size());
+      std::vector<char> seen(p, 0);
+      for (size_t g = 0; g < want.size(); ++g) {
+        const int64_t start = split.window_start(static_cast<int64_t>(g));
+        REQUIRE(start == want[g]);
+        REQUIRE(start + ctx + 1 <= n - held);  // never a held-out token, targets included
+        REQUIRE_FALSE(seen[static_cast<size_t>(start / ctx)]);
+        seen[static_cast<size_t>(start / ctx)] = 1;
+      }
+      // Every window before the tail is drawn once per pass, and the passes repeat.
+      const auto kept = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(p), (n - held - 1) / ctx));
+      REQUIRE(std::count(seen.begin(), seen.begin() + static_cast<std::ptrdiff_t>(kept), 1) == static_cast<int64_t>(kept));
+      for (int64_t g : {int64_t{0}, int64_t{1}, static_cast<int64_t>(want.size()) - 1})
+        REQUIRE(split.window_start(g + 3 * static_cast<int64_t>(want.size())) == want[static_cast<size_t>(g)]);
+    }
+  }
+  REQUIRE_THROWS_WITH(MagicPrimeSampler(1 << 20, ctx, (1 << 20) - ctx), Catch::Contains("leaves no window"));
+  REQUIRE_THROWS_AS(MagicPrimeSampler(1 << 20, ctx, 1 << 20), std::invalid_argument);
+  REQUIRE_THROWS_AS(MagicPrimeSampler(1 << 20, ctx, -1), std::invalid_argument);
+}
+
+TEST_CASE("a held-out tail: the random sampler redraws only the windows reaching into it, uniformly", "[data]") {
+  const int64_t n = 10000, ctx = 99, held = 2000;
+  const RandomSampler whole(n, ctx, 7), split(n, ctx, 7, held);
+  const int64_t kept = n - held - ctx;  // window starts before the tail
+  std::vector<int64_t> hist(10, 0);
+  int64_t redrawn = 0;
+  for (int64_t g = 0; g < 100000; ++g) {
+    const int64_t a = whole.window_start(g), b = split.window_start(g);
+    REQUIRE(b >= 0);
+    REQUIRE(b + ctx + 1 <= n - held);
+    if (a < kept)
+      REQUIRE(b == a);
+    else
+      ++redrawn;
+    ++hist[b * 10 / kept];
+  }
+  // P(redraw) = (n - ctx - kept) / (n - ctx) = 2000/9901; the kept starts stay uniform.
+  CHECK(std::abs(static_cast<double>(redrawn) / 100000 - 2000.0 / 9901) < 0.01);
+  for (int64_t h : hist) REQUIRE(std::abs(h - 10000) < 600);
+  REQUIRE_THROWS_WITH(RandomSampler(n, ctx, 7, n - ctx), Catch::Contains("before the held-out tail hold no window"));
+  REQUIRE_THROWS_AS(RandomSampler(n, ctx, 7, n), std::invalid_argument);
+}

@@ -4,14 +4,13 @@
 #include <algorithm>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "data/token_dataset.h"
+#include "data/text_tokens.h"
 #include "common/durable_file.h"
 #include "common/progress.h"
 #include "trainer/io/output_path.h"
@@ -27,31 +26,6 @@ struct EvalArgs {
   std::string source, data, tokenizer, dump, device = "auto";
   bool force = false;
   trainer::EvalOptions options{.ctx_len = 0};
-};
-
-// A plain text file tokenized in memory, as one document.
-class TextTokens final : public data::TokenDataset {
- public:
-  TextTokens(const std::filesystem::path& path, const data::Tokenizer& tok) : path_(path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error(fmt::format("{}: cannot open", path.string()));
-    std::stringstream text;
-    text << in.rdbuf();
-    const auto ids = tok.encode(text.str());
-    tokens_.assign(ids.begin(), ids.end());
-  }
-  int64_t size() const override { return static_cast<int64_t>(tokens_.size()); }
-  int64_t num_documents() const override { return 1; }
-  int64_t document_offset(int64_t d) const override { return d == 0 ? 0 : size(); }
-  void read(int64_t pos, int64_t n, int64_t* out) const override {
-    if (pos < 0 || n < 0 || pos + n > size()) throw std::out_of_range(fmt::format("{}: read past the end", path_.string()));
-    std::copy_n(tokens_.begin() + pos, n, out);
-  }
-  std::string describe() const override { return fmt::format("{} (text, {} tokens)", path_.string(), size()); }
-
- private:
-  std::filesystem::path path_;
-  std::vector<int64_t> tokens_;
 };
 
 }  // namespace
@@ -84,8 +58,7 @@ void add_eval_command(CLI::App& app) {
     }
     InferenceSetup setup = load_for_inference(args->source, args->tokenizer, args->device);
     const std::filesystem::path path(args->data);
-    const std::unique_ptr<data::TokenDataset> data =
-        path.extension() == ".txt" ? std::make_unique<TextTokens>(path, *setup.tokenizer) : data::open_token_dataset(path);
+    const std::unique_ptr<data::TokenDataset> data = data::open_tokens_or_text(path, *setup.tokenizer);
     data::check_token_ids(*data, setup.model->config().vocab_size, "the model's vocab_size");
     trainer::EvalOptions options = args->options;
     if (options.ctx_len == 0) options.ctx_len = setup.ctx_len > 0 ? setup.ctx_len : 1024;

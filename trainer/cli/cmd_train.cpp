@@ -1,6 +1,7 @@
 // `rwkv train CONFIG [--resume | --restart] [--set section.key=value]...`: validates the config, builds the
 // RWKV model (trainer/train/trained_model.h) and the data, runs trainer/train/train_loop.h, then prints a generated sample when
-// sample.length > 0. SIGINT/SIGTERM checkpoint the last complete step and exit cleanly (status 0);
+// sample.length > 0. With a validation section the held-out data is opened (and checked) before the model is
+// built (trainer/train/validation.h). SIGINT/SIGTERM checkpoint the last complete step and exit cleanly (status 0);
 // a second signal kills at once. Started by torchrun, Slurm or mpirun (trainer/dist/dist_env.h), each
 // process is one rank on GPU local_rank (or the CPU), joined over NCCL (or Gloo).
 #include <c10/core/DeviceGuard.h>
@@ -9,6 +10,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,7 @@
 #include "trainer/checkpoint/init_weights_file.h"
 #include "trainer/train/train_loop.h"
 #include "trainer/train/trained_model.h"
+#include "trainer/train/validation.h"
 
 namespace rwkv::cli {
 namespace {
@@ -75,6 +78,13 @@ int train_main(const std::string& config_path, bool resume, bool restart, const 
     throw ConfigError(fmt::format("{}: model.vocab_size {} is smaller than the tokenizer's {} ids", cfg.file,
                                   cfg.model.vocab_size, tokenizer->vocab_size()));
 
+  std::optional<trainer::Validation> validation;
+  if (cfg.validation.enabled()) {
+    validation.emplace(trainer::open_validation_data(cfg, dataset, *tokenizer),
+                       trainer::token_byte_lengths(*tokenizer, cfg.model.vocab_size), cfg.validation.batch);
+    if (root) fmt::print("validation: {}\n", validation->data().describe());
+  }
+
   trainer::TrainedModel trained = trainer::build_trained_model(cfg, device);
   RWKV model = trained.model;
   if (root)
@@ -92,6 +102,10 @@ int train_main(const std::string& config_path, bool resume, bool restart, const 
     return trainer::read_init_weights(path, cfg.model, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
   };
   env.comm = comm.get();
+  if (validation)
+    env.validate = [&validation, model](int64_t ctx_len, Communicator& c) mutable {
+      return validation->run(model, ctx_len, c);
+    };
   if (cfg.log.peak_auto && root) {
     // The config (and its hash) keeps `auto`; the loop reads the number found here. Only rank 0
     // logs MFU, so only it measures (ranks measuring at once would slow each other's GEMMs).

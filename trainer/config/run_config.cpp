@@ -277,6 +277,24 @@ const Fields<LogConfig>& log_fields() {
   return f;
 }
 
+// Only split_tokens changes what the run trains on; the rest is what is measured and how often.
+// Of path and split_tokens (check_validation: exactly one) only the given one is written.
+const Fields<ValidationConfig>& validation_fields() {
+  using V = ValidationConfig;
+  static const Fields<V> f{
+      value("path", &V::path, "a held-out token file (binidx prefix, .h5/.hdf5) or a .txt file", nullptr, safe,
+            Need::alternative),
+      value("split_tokens", &V::split_tokens, "a non-negative integer (tokens at the end of data.path held out)",
+            non_negative_int, unsafe, Need::alternative),
+      value("max_tokens", &V::max_tokens, "0 (all held-out tokens) or a token count of at least 2",
+            [](const int64_t& v) { return v == 0 || v >= 2; }, safe),
+      value("every_steps", &V::every_steps, "a non-negative integer (0: only at the end of each stage)",
+            non_negative_int, safe),
+      value("batch", &V::batch, "a positive integer (windows per forward pass)", positive_int, safe),
+  };
+  return f;
+}
+
 const Fields<SampleConfig>& sample_fields() {
   using P = SampleConfig;
   static const Fields<P> f{
@@ -318,6 +336,7 @@ const std::map<std::string, OnResume>& resume_rules() {
     add_resume_rules("optimizer", optimizer_fields(), r);
     add_resume_rules("checkpoint", checkpoint_fields(), r);
     add_resume_rules("log", log_fields(), r);
+    add_resume_rules("validation", validation_fields(), r);
     add_resume_rules("sample", sample_fields(), r);
     add_resume_rules("stages", stage_fields(), r);
     return r;
@@ -478,6 +497,16 @@ void check_device(const RunConfig& c, const YamlSection& train) {
     train.fail("precision", "bf16 needs device cuda (the CPU path trains in fp32)");
 }
 
+// A given validation section names its held-out data exactly once.
+void check_validation(const ValidationConfig& v, const YamlSection& section, const YamlSection& top) {
+  if (!v.path.empty() && v.split_tokens > 0)
+    section.fail("split_tokens", "give either path (a held-out file) or split_tokens (the last tokens of data.path), "
+                                 "not both");
+  if (!v.enabled())
+    top.fail("validation", "no held-out data: give path (a held-out token or .txt file) or split_tokens (the last N "
+                           "tokens of data.path, never drawn for training)");
+}
+
 // More than 4 threads per core only oversubscribes (OpenMP would try to start them all): capped.
 void cap_threads(RunConfig& c, const YamlSection& train) {
   const int64_t cores = std::thread::hardware_concurrency();
@@ -530,7 +559,8 @@ void apply_override(YAML::Node& root, const Override& o, const std::string& file
 
 // Unknown sections first, so a misspelt one is not reported as a missing one.
 void reject_unknown_sections(const YAML::Node& root, const std::string& file) {
-  static const std::vector<std::string> sections{"model", "data", "train", "optimizer", "checkpoint", "log", "sample", "stages"};
+  static const std::vector<std::string> sections{"model", "data",       "train",  "optimizer", "checkpoint",
+                                                 "log",   "validation", "sample", "stages"};
   for (const auto& kv : root) {
     if (std::find(sections.begin(), sections.end(), kv.first.Scalar()) == sections.end())
       throw ConfigError(fmt::format("{}:{}: {}: unknown section (known: {})", file, kv.first.Mark().line + 1,
@@ -590,6 +620,12 @@ RunConfig parse_run_config(const std::string& yaml, const std::string& file, con
   c.checkpoint.dir = c.train.run_dir + "/checkpoints";
   read_section(top, "checkpoint", checkpoint_fields(), c.checkpoint, false);
   read_section(top, "log", log_fields(), c.log, false);
+  if (top.has("validation")) {
+    YamlSection v(section_node(top, "validation", false), file, "validation");
+    read_fields(validation_fields(), v, c.validation);
+    v.finish();
+    check_validation(c.validation, v, top);
+  }
   read_section(top, "sample", sample_fields(), c.sample, false);
 
   if (c.explicit_stages)
@@ -625,6 +661,7 @@ std::string RunConfig::to_yaml() const {
   section("optimizer", optimizer_fields(), optimizer);
   section("checkpoint", checkpoint_fields(), checkpoint);
   section("log", log_fields(), log);
+  if (validation.enabled()) section("validation", validation_fields(), validation);
   section("sample", sample_fields(), sample);
   if (explicit_stages) {
     e << YAML::Key << "stages" << YAML::Value << YAML::BeginSeq;

@@ -7,7 +7,7 @@
 // the initialiser below.
 //
 // Sections: model (trainer/config/model_config_yaml.h), data, train, optimizer, checkpoint, log,
-// sample, and an optional list `stages` for progressive context extension (paper §5.2,
+// sample, an optional validation, and an optional list `stages` for progressive context extension (paper §5.2,
 // trainer/README.md "Context extension"). Without `stages`, the run is one stage built from
 // data.ctx_len and the train/optimizer sections; with it, each stage inherits every field it does
 // not set from those sections.
@@ -112,6 +112,22 @@ struct LogConfig {
   bool peak_auto = false;           // `peak_tflops: auto`: found at startup (trainer/bench/flops_peak.h)
 };
 
+// Held-out evaluation during the run (trainer/train/validation.h): loss, perplexity and bits per
+// byte over fixed windows at the stage's ctx_len, every `every_steps` and at the end of each
+// stage. The held-out tokens are either a file of their own (`path`) or the training file's last
+// `split_tokens` tokens, which the sampler then never draws and which leave the order of the rest
+// unchanged (data/README.md "Held-out split"). The section, when given, names exactly one of
+// them; without it there is no validation. Only split_tokens changes the training itself.
+struct ValidationConfig {
+  std::string path;                 // binidx prefix, .h5/.hdf5, or .txt (tokenized with data.tokenizer)
+  int64_t split_tokens = 0;         // or: the last N tokens of data.path
+  int64_t max_tokens = 0;           // only the first N held-out tokens are scored (0: all)
+  int64_t every_steps = 0;          // 0: only at the end of each stage
+  int64_t batch = 8;                // windows per forward pass
+
+  bool enabled() const { return !path.empty() || split_tokens > 0; }
+};
+
 struct SampleConfig {               // text printed after training (the demo)
   std::string prompt;
   int64_t length = 0;               // tokens to generate; 0: none
@@ -142,6 +158,7 @@ struct RunConfig {
   OptimizerConfig optimizer;
   CheckpointConfig checkpoint;
   LogConfig log;
+  ValidationConfig validation;
   SampleConfig sample;
   std::vector<Stage> stages;        // at least one
   bool explicit_stages = false;     // the YAML had a `stages:` list

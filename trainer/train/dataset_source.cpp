@@ -50,10 +50,11 @@ class DatasetSource : public BatchSource {
 std::unique_ptr<BatchSource> make_dataset_source(std::shared_ptr<const data::TokenDataset> dataset,
                                                  const RunConfig& config, const Stage& stage) {
   std::unique_ptr<data::Sampler> sampler;
+  const int64_t held_out = config.validation.split_tokens;
   if (config.data.sampler == SamplerKind::magic_prime)
-    sampler = std::make_unique<data::MagicPrimeSampler>(dataset->size(), stage.ctx_len);
+    sampler = std::make_unique<data::MagicPrimeSampler>(dataset->size(), stage.ctx_len, held_out);
   else
-    sampler = std::make_unique<data::RandomSampler>(dataset->size(), stage.ctx_len, config.train.seed);
+    sampler = std::make_unique<data::RandomSampler>(dataset->size(), stage.ctx_len, config.train.seed, held_out);
   return std::make_unique<DatasetSource>(std::move(dataset), std::move(sampler), config.model.vocab_size);
 }
 

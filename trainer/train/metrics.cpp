@@ -37,6 +37,44 @@ std::string metrics_json(const MetricsRow& r) {
   return j.dump();
 }
 
+std::string format_validation_line(const ValidationRow& r) {
+  return fmt::format("step {:>7} | validation ctx_len {} | loss {:.4f} | perplexity {:.3f} | bits/byte {:.4f} | "
+                     "{} tokens in {:.1f}s",
+                     r.step, r.ctx_len, r.loss, r.perplexity, r.bits_per_byte, r.tokens, r.seconds);
+}
+
+std::string validation_json(const ValidationRow& r) {
+  return nlohmann::json{{"step", r.step},
+                        {"stage", r.stage},
+                        {"val_ctx_len", r.ctx_len},
+                        {"val_loss", r.loss},
+                        {"val_perplexity", r.perplexity},
+                        {"val_bits_per_byte", r.bits_per_byte},
+                        {"val_tokens", r.tokens}}
+      .dump();
+}
+
+std::vector<ValidationRow> read_validation_records(const std::filesystem::path& file) {
+  std::vector<ValidationRow> out;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    try {
+      const auto j = nlohmann::json::parse(line);
+      if (!j.contains("val_loss")) continue;
+      out.push_back({.step = j.at("step").get<int64_t>(),
+                     .stage = j.at("stage").get<int64_t>(),
+                     .ctx_len = j.at("val_ctx_len").get<int64_t>(),
+                     .tokens = j.at("val_tokens").get<int64_t>(),
+                     .loss = j.at("val_loss").get<double>(),
+                     .perplexity = j.at("val_perplexity").get<double>(),
+                     .bits_per_byte = j.at("val_bits_per_byte").get<double>()});
+    } catch (const std::exception&) {
+      // a torn or foreign line: not a validation record
+    }
+  }
+  return out;
+}
+
 namespace {
 
 // Appends one whole line or, when a write fails, none: a partial write is cut off again (errno
@@ -98,8 +136,12 @@ MetricsLog::~MetricsLog() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void MetricsLog::append(const MetricsRow& row) {
-  waiting_.push_back(metrics_json(row) + "\n");
+void MetricsLog::append(const MetricsRow& row) { append_line(metrics_json(row)); }
+
+void MetricsLog::append(const ValidationRow& row) { append_line(validation_json(row)); }
+
+void MetricsLog::append_line(std::string line) {
+  waiting_.push_back(std::move(line) + "\n");
   write_waiting();
 }
 

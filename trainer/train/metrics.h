@@ -1,6 +1,6 @@
 #pragma once
 // The metrics of a run: one printed line and one metrics.jsonl record per logged step, with the
-// same fields. MFU counts 6(13LD² + VD) FLOPs per trained token (rwkv/README.md "Shapes"; trainer/README.md "Throughput").
+// same fields, and one of each per validation (trainer/train/validation.h). MFU counts 6(13LD² + VD) FLOPs per trained token (rwkv/README.md "Shapes"; trainer/README.md "Throughput").
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -27,6 +27,25 @@ struct MetricsRow {
 std::string format_metrics_line(const MetricsRow& row);
 std::string metrics_json(const MetricsRow& row);
 
+// One held-out evaluation. Its metrics.jsonl record has step and stage like a training record and
+// the figures under val_* keys (val_ctx_len, val_loss, val_perplexity, val_bits_per_byte,
+// val_tokens), and no `loss`: readers tell the two kinds apart by the keys.
+struct ValidationRow {
+  int64_t step = 0;            // steps done when it ran
+  int64_t stage = 0;
+  int64_t ctx_len = 0;         // of the windows (the stage's)
+  int64_t tokens = 0;          // positions scored
+  double loss = 0;             // nats per token
+  double perplexity = 0;
+  double bits_per_byte = 0;
+  double seconds = 0;          // wall time (printed only)
+};
+
+std::string format_validation_line(const ValidationRow& row);
+std::string validation_json(const ValidationRow& row);
+// The validation records of a metrics.jsonl, in file order (other and unreadable lines skipped).
+std::vector<ValidationRow> read_validation_records(const std::filesystem::path& file);
+
 // Appends records to <run_dir>/metrics.jsonl. Opening for a resumed run drops the records of
 // steps after `resume_step` (they were logged by the interrupted run and are about to be redone).
 // A failed write (a full disk) is reported through `warn` with the path and the errno text, and
@@ -41,11 +60,13 @@ class MetricsLog {
   MetricsLog(MetricsLog&& other) noexcept;
   MetricsLog& operator=(MetricsLog&&) = delete;
   void append(const MetricsRow& row);
+  void append(const ValidationRow& row);
   // Records that failed to be written so far and wait for the next append.
   size_t waiting() const { return waiting_.size(); }
 
  private:
   bool write_waiting();
+  void append_line(std::string line);
 
   std::filesystem::path file_;
   std::function<void(const std::string&)> warn_;

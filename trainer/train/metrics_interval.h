@@ -22,6 +22,8 @@ class MetricsInterval {
   // The row of the steps added since the last close, ending at `progress` whose last step was
   // `last`; `steps_left` to the end of the run give the ETA. Starts the next interval.
   MetricsRow close(const TrainProgress& progress, const StepResult& last, int64_t steps_left);
+  // Time spent between steps on other work (validation) is left out of the throughput and ETA.
+  void exclude(std::chrono::steady_clock::duration elapsed) { start_ += elapsed; }
 
  private:
   using Clock = std::chrono::steady_clock;

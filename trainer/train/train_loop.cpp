@@ -1,10 +1,12 @@
 #include "trainer/train/train_loop.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <optional>
 
 #include "data/sampler.h"
@@ -18,6 +20,7 @@
 #include "trainer/train/tensorboard_log.h"
 #include "trainer/train/run_directory.h"
 #include "trainer/train/train_step.h"
+#include "trainer/train/validation.h"
 
 namespace rwkv::trainer {
 namespace fs = std::filesystem;
@@ -262,6 +265,76 @@ void record_step(const RunConfig& cfg, const Stage& stage, const StepResult& r, 
   p.adam_steps = adam_steps;
 }
 
+// The run's held-out validations (trainer/train/validation.h): every rank evaluates its share,
+// rank 0 prints and logs (metrics.jsonl and TensorBoard, the same record); the time they take is left out of the training throughput.
+class Validations {
+ public:
+  Validations(const RunConfig& cfg, TrainEnv& env, Communicator& comm, const Voice& voice,
+              std::optional<MetricsLog>& log, std::optional<TensorBoardLog>& tensorboard, MetricsInterval& interval)
+      : cfg_(cfg), env_(env), comm_(comm), voice_(voice), log_(log), tensorboard_(tensorboard), interval_(interval) {
+    if (cfg.validation.enabled() && !env.validate)
+      throw std::invalid_argument("run_training: the config has a validation section, the TrainEnv no validate");
+  }
+
+  // Every validation.every_steps steps, and at the end of a stage or of the run (`last`).
+  bool due(const TrainProgress& p, bool last) const {
+    const int64_t every = cfg_.validation.every_steps;
+    return cfg_.validation.enabled() && (last || (every > 0 && p.step % every == 0));
+  }
+
+  void run(const TrainProgress& p, const Stage& stage) {
+    const auto start = std::chrono::steady_clock::now();
+    const EvalResult r = env_.validate(stage.ctx_len, comm_);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    interval_.exclude(elapsed);
+    const ValidationRow row{.step = p.step, .stage = p.stage, .ctx_len = stage.ctx_len, .tokens = r.positions,
+                            .loss = r.loss(), .perplexity = r.perplexity(), .bits_per_byte = r.bits_per_byte(),
+                            .seconds = std::chrono::duration<double>(elapsed).count()};
+    voice_.print(format_validation_line(row));
+    if (log_) log_->append(row);
+    if (tensorboard_) tensorboard_->append(nlohmann::json::parse(validation_json(row)));
+    latest_ = {p.step, stage.ctx_len, r};
+  }
+
+  // At the end of a run with stages: validation_by_ctx.tsv in the run directory, one row per stage
+  // that ran (its last validation from metrics.jsonl, which also holds those of an interrupted
+  // run before a resume) with the final model's figures at its ctx_len.
+  void write_table(const TrainProgress& p) {
+    if (!cfg_.validation.enabled() || !cfg_.explicit_stages) return;
+    std::vector<StageValidation> rows;
+    std::map<int64_t, EvalResult> final_model;  // by ctx_len
+    if (latest_.step == p.step) final_model[latest_.ctx_len] = latest_.result;
+    int64_t stage_start = 0;
+    for (size_t s = 0; s < cfg_.stages.size() && stage_start < p.step; stage_start += cfg_.stages[s++].steps) {
+      const int64_t ctx = cfg_.stages[s].ctx_len;
+      if (!final_model.count(ctx)) final_model[ctx] = env_.validate(ctx, comm_);  // the same calls on every rank
+      rows.push_back({.stage = static_cast<int64_t>(s), .ctx_len = ctx, .final_model = final_model[ctx]});
+    }
+    if (!comm_.is_root()) return;
+    for (const ValidationRow& v : read_validation_records(fs::path(cfg_.train.run_dir) / "metrics.jsonl"))
+      for (auto& row : rows)
+        if (row.stage == v.stage && (!row.last || row.last->step < v.step)) row.last = v;
+    const fs::path table = fs::path(cfg_.train.run_dir) / "validation_by_ctx.tsv";
+    const std::string text = validation_table(rows);
+    write_file_durably(table, text);
+    voice_.print(fmt::format("validation by ctx_len ({}):\n{}", table.string(), text.substr(0, text.size() - 1)));
+  }
+
+ private:
+  struct Latest {
+    int64_t step = -1, ctx_len = 0;
+    EvalResult result;
+  };
+  const RunConfig& cfg_;
+  TrainEnv& env_;
+  Communicator& comm_;
+  const Voice& voice_;
+  std::optional<MetricsLog>& log_;
+  std::optional<TensorBoardLog>& tensorboard_;
+  MetricsInterval& interval_;
+  Latest latest_;
+};
+
 }  // namespace
 
 TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControls& controls) {
@@ -285,6 +358,7 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
   Checkpointer checkpointer(cfg, step, comm);
   MetricsInterval interval(cfg.train.epoch_samples, cfg.log.peak_tflops, env.forward_flops_per_token,
                            comm.world_size());
+  Validations validations(cfg, env, comm, voice, metrics_log, tensorboard, interval);
   const StepHooks hooks = step_hooks(controls, progress);
   const int64_t total = cfg.total_steps();
   const int64_t end_step = cfg.train.max_steps > 0 ? std::min(cfg.train.max_steps, total) : total;
@@ -322,12 +396,14 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
         metrics_log->append(row);
         tensorboard->append(row);
       }
+      if (validations.due(progress, last)) validations.run(progress, stage);
       if (progress.step % cfg.checkpoint.every_steps == 0 && !last) report.checkpoint = checkpointer.save(progress);
     }
     if (progress.stage_step < stage.steps) break;  // stopped by max_steps inside the stage
   }
 
   report.checkpoint = checkpointer.save(progress);
+  validations.write_table(progress);
   report.exit = progress.step >= total ? TrainExit::finished : TrainExit::max_steps;
   voice.print(fmt::format("{} at step {}; checkpoint {}", report.exit == TrainExit::finished ? "finished" : "reached max_steps",
                           progress.step, report.checkpoint.string()));

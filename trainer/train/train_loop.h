@@ -5,7 +5,9 @@
 // steps of grad_accum micro-batches, each one TrainStep (trainer/train/train_step.h: forward →
 // cross-entropy + L2Wrap → backward, the non-finite guard, clipping, Adam at the scheduled
 // learning rate); a metrics line and metrics.jsonl record per interval
-// (trainer/train/metrics_interval.h); atomic checkpoints (trainer/train/checkpointer.h) every N
+// (trainer/train/metrics_interval.h); held-out validation every validation.every_steps and at the
+// end of each stage, and at the end of a run with stages the table validation_by_ctx.tsv
+// (trainer/train/validation.h); atomic checkpoints (trainer/train/checkpointer.h) every N
 // steps, at the end, on a stop request and before a non-finite abort. A resumed run continues
 // from the newest complete checkpoint (bit-exact on CPU).
 //
@@ -28,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/inference/evaluate.h"
 #include "trainer/train/batch_source.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/optim/optimizer.h"
@@ -55,6 +58,10 @@ struct TrainEnv {
   // The ranks of a multi-process run, joined on the run's device (or a one-rank process group,
   // Communicator::OneRank::group); null: this process alone.
   Communicator* comm = nullptr;
+  // Held-out figures of the model at a ctx_len, called on every rank at once with the loop's
+  // communicator (cmd_train: trainer/train/validation.h Validation::run). Needed when the config
+  // has a validation section.
+  std::function<EvalResult(int64_t ctx_len, Communicator& comm)> validate;
 };
 
 struct TrainControls {

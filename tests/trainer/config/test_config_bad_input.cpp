@@ -245,9 +245,14 @@ TEST_CASE("config: each field's resume rule is the documented one", "[config]") 
       {"train.segment_len=16", true},       {"train.segment_grad=truncated", false},
       {"log.every_steps=1", true},          {"log.peak_tflops=989", true},
       {"sample.prompt=Hi", true},           {"sample.length=5", true},
-      {"sample.temperature=0", true},
+      {"sample.temperature=0", true},       {"validation.split_tokens=2000", false},
+      {"validation.max_tokens=500", true},  {"validation.every_steps=7", true},
+      {"validation.batch=2", true},
   };
-  const RunConfig saved = parse(kBase);
+  // With a validation section (written only when there is one; of path and split_tokens only the
+  // one given): validation.path is checked below.
+  const std::string base = kBase + "validation: {split_tokens: 1000}\n";
+  const RunConfig saved = parse(base);
   // The list names every field that the effective config writes, once.
   std::set<std::string> listed, written;
   for (const auto& [change, is_safe] : changes) listed.insert(std::string(change).substr(0, std::string(change).find('=')));
@@ -257,9 +262,17 @@ TEST_CASE("config: each field's resume rule is the documented one", "[config]") 
   CHECK(listed.size() == std::size(changes));
   for (const auto& [change, is_safe] : changes) {
     INFO(change);
-    const std::string why = unsafe_resume_change(saved, parse(kBase, {change}));
+    const std::string why = unsafe_resume_change(saved, parse(base, {change}));
     CHECK(why.empty() == is_safe);
   }
+  // Another held-out file changes what is measured, not what is trained; adding, removing or
+  // changing a split changes the training order.
+  const RunConfig held = parse(kBase + "validation: {path: held}\n");
+  CHECK(unsafe_resume_change(held, parse(kBase + "validation: {path: other}\n")).empty());
+  CHECK(unsafe_resume_change(parse(kBase), held).empty());
+  CHECK(unsafe_resume_change(held, parse(kBase)).empty());
+  CHECK(unsafe_resume_change(parse(kBase), saved) == "validation.split_tokens: (absent) -> 1000");
+  CHECK(unsafe_resume_change(saved, held) == "validation.split_tokens: 1000 -> (absent)");
   // Existing stages are fixed, appended ones may come.
   const RunConfig staged = parse(kBase + "stages:\n  - {ctx_len: 128, steps: 10}\n");
   CHECK(unsafe_resume_change(staged, parse(kBase + "stages:\n  - {ctx_len: 128, steps: 11}\n")) ==
@@ -268,4 +281,39 @@ TEST_CASE("config: each field's resume rule is the documented one", "[config]") 
         "stages.0.lr_mult.time_first: 3 -> 1");
   CHECK(unsafe_resume_change(staged, parse(kBase + "stages:\n  - {ctx_len: 128, steps: 10}\n  - {ctx_len: 64, steps: 1}\n"))
             .empty());
+}
+
+TEST_CASE("config: the validation section names its held-out data once; bad values name the key", "[config]") {
+  // kBase has 18 lines: the section is line 19.
+  CHECK_THAT(error_of(kBase + "validation: {path: held, split_tokens: 100}\n"),
+             Catch::Contains("cfg.yaml:19: validation.split_tokens: give either path (a held-out file) or split_tokens"));
+  CHECK_THAT(error_of(kBase + "validation: {every_steps: 10}\n"),
+             Catch::Contains("cfg.yaml:19: validation: no held-out data: give path") && Catch::Contains("split_tokens"));
+  // An override alone does not switch validation on by accident either.
+  CHECK_THAT(error_of(kBase, {parse_override("validation.every_steps=5")}),
+             Catch::Contains("validation: no held-out data"));
+  CHECK_THAT(error_of(kBase + "validation: {split_tokens: -1}\n"),
+             Catch::Contains("cfg.yaml:19: validation.split_tokens: expected a non-negative integer"));
+  CHECK_THAT(error_of(kBase + "validation: {path: held, max_tokens: 1}\n"),
+             Catch::Contains("validation.max_tokens: expected 0 (all held-out tokens) or a token count of at least 2, got '1'"));
+  CHECK_THAT(error_of(kBase + "validation: {path: held, batch: 0}\n"),
+             Catch::Contains("validation.batch: expected a positive integer (windows per forward pass), got '0'"));
+  CHECK_THAT(error_of(kBase + "validation: {path: held, every_steps: -3}\n"),
+             Catch::Contains("validation.every_steps: expected a non-negative integer"));
+  CHECK_THAT(error_of(kBase + "validation: {path: held, evry_steps: 3}\n"),
+             Catch::Contains("cfg.yaml:19: validation.evry_steps: unknown key"));
+  CHECK_THAT(error_of(kBase + "validaton: {path: held}\n"),
+             Catch::Contains("cfg.yaml:19: validaton: unknown section") && Catch::Contains("validation"));
+
+  // The effective YAML keeps the section (only when there is one) and reads back the same.
+  const RunConfig c = parse(kBase + "validation: {path: held.txt, max_tokens: 4096, every_steps: 50, batch: 2}\n");
+  const RunConfig back = parse_run_config(c.to_yaml(), "saved.yaml");
+  CHECK(back.validation.path == "held.txt");
+  CHECK(back.validation.split_tokens == 0);
+  CHECK(c.to_yaml().find("split_tokens") == std::string::npos);  // only the source given is written
+  CHECK(back.validation.max_tokens == 4096);
+  CHECK(back.validation.every_steps == 50);
+  CHECK(back.validation.batch == 2);
+  CHECK_FALSE(parse(kBase).validation.enabled());
+  CHECK(parse(kBase).to_yaml().find("validation") == std::string::npos);
 }

@@ -21,6 +21,7 @@
 #include "tests/support/test_util.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/config/run_config.h"
+#include "trainer/train/metrics.h"
 #include "trainer/train/train_loop.h"
 
 namespace fs = std::filesystem;
@@ -325,6 +326,57 @@ TEST_CASE("rank 0 frozen while it writes a checkpoint: the others exit within th
   REQUIRE(waited < 20);
   REQUIRE_THAT(log, Catch::Contains("rwkv: error: rank 1 of 2: rank 0 stopped responding while it was to write the "
                                     "checkpoint: no heartbeat for 4 s"));
+}
+
+TEST_CASE("validation on 2 and 3 ranks gives one process's figures for the same weights", "[dist]") {
+  Fixture f;
+  // A held-out file of its own: 222 positions = 14 windows of 16 (the last short), 7 forward
+  // batches of 2, dealt to 3 ranks as 2, 2 and 3.
+  fs::create_directories(f.dir / "held");
+  std::ofstream(f.dir / "held" / "h.txt") << [] {
+    std::string s;
+    for (int i = 0; i < 6; ++i) s += "sphinx of black quartz, judge my vow ";
+    return s;
+  }();
+  std::string out;
+  REQUIRE(rwkv::test::run(fmt::format("{} prep {} -o {} --tokenizer byte --quiet", rwkv::test::rwkv_binary().string(),
+                                      (f.dir / "held").string(), (f.dir / "held_tok").string()),
+                          &out) == 0);
+  const std::string v = fmt::format("--set validation.path={} --set validation.every_steps=3 --set validation.batch=2",
+                                    (f.dir / "held_tok").string());
+  f.train(1, "v1", v);
+  const auto one = rwkv::trainer::read_validation_records(f.dir / "v1" / "metrics.jsonl");
+  REQUIRE(one.size() == 2);  // steps 3 and 6
+  for (int ranks : {2, 3}) {
+    INFO(ranks << " ranks");
+    const std::string run = fmt::format("v{}", ranks);
+    f.train(ranks, run, v);
+    const auto got = rwkv::trainer::read_validation_records(f.dir / run / "metrics.jsonl");
+    REQUIRE(got.size() == one.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      CHECK(got[i].step == one[i].step);
+      CHECK(got[i].tokens == 222);  // every window scored once
+      CHECK(got[i].tokens == one[i].tokens);
+      // The weights differ from one process's by fp32 rounding (see the top of this file).
+      CHECK(got[i].loss == Approx(one[i].loss).epsilon(kLossTol));
+    }
+    // The same weights on one process: `rwkv eval` of the run's final checkpoint, token by token.
+    const int rc = rwkv::test::run(
+        fmt::format("OMP_NUM_THREADS=1 {} eval {} --data {} --ctx-len 16 --batch 2 --dump-logprobs {} 2>&1",
+                    rwkv::test::rwkv_binary().string(), (f.dir / run).string(), (f.dir / "held_tok").string(),
+                    (f.dir / (run + ".lp")).string()),
+        &out);
+    INFO(out);
+    REQUIRE(rc == 0);
+    double nll = 0;
+    int64_t positions = 0;
+    std::ifstream lp(f.dir / (run + ".lp"));
+    for (std::string line; std::getline(lp, line); ++positions)
+      nll -= std::stod(line.substr(line.find("\"logprob\":") + 10));
+    REQUIRE(positions == got.back().tokens);
+    // Only the order of the last additions differs: the ranks' partial sums, then their sum.
+    CHECK(got.back().loss == Approx(nll / static_cast<double>(positions)).epsilon(1e-12));
+  }
 }
 
 // For a GPU machine with 2 or more GPUs (scripts/gpu-bundle.sh): NCCL, one GPU per rank.
