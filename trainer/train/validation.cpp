@@ -67,7 +67,7 @@ EvalResult Validation::run(RWKV& model, int64_t ctx_len, Communicator& comm) con
     mine = evaluate(model, tokens, token_bytes_, {.ctx_len = ctx_len, .batch = batch_});
     model->train(training);
   }
-  if (comm.world_size() == 1) return mine;
+  if (!comm.grouped()) return mine;
   // Counts below 2^53 are exact in double; NCCL needs the tensor on the model's (the run's) GPU.
   auto sums = torch::tensor({static_cast<double>(mine.positions), mine.nll, static_cast<double>(mine.bytes)},
                             torch::kFloat64)
