@@ -31,6 +31,26 @@ fs::path sibling(const fs::path& target, const char* kind) {
 
 }  // namespace
 
+bool append_whole(int fd, std::string_view bytes) {
+  const off_t start = ::lseek(fd, 0, SEEK_END);
+  for (size_t written = 0; written < bytes.size();) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n > 0) {
+      written += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    const int err = n == 0 ? EIO : errno;
+    // Should even this fail, a reader drops the one record that does not parse.
+    if (written > 0 && start >= 0) {
+      [[maybe_unused]] const int ignored = ::ftruncate(fd, start);
+    }
+    errno = err;
+    return false;
+  }
+  return true;
+}
+
 void remove_tree(const fs::path& path) noexcept {
   std::error_code ignored;
   fs::remove_all(path, ignored);

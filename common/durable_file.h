@@ -33,6 +33,11 @@ std::filesystem::path temporary_for(const std::filesystem::path& target);
 // fsync of a file or of a folder (its entry list); throws naming the path and errno's text.
 void fsync_path(const std::filesystem::path& path);
 
+// Appends `bytes` to the open file `fd` whole or, when a write fails, not at all: a partial write
+// is cut off again, so an append-only log (metrics.jsonl, TensorBoard events) never holds a torn
+// record. Returns false with errno that of the failed write.
+bool append_whole(int fd, std::string_view bytes);
+
 // Removes a file or a folder tree, best effort (cleanup on a failure path must not throw).
 void remove_tree(const std::filesystem::path& path) noexcept;
 

@@ -13,6 +13,8 @@
 
 #include <fmt/format.h>
 
+#include "common/durable_file.h"
+
 namespace rwkv::io {
 
 namespace fs = std::filesystem;
@@ -75,27 +77,6 @@ std::string event_head(double wall_time, int64_t step) {
   put_double(e, 1, wall_time);
   if (step != 0) put_int64(e, 2, step);
   return e;
-}
-
-// Appends one whole record or, when a write fails, none: a partial write is cut off again (errno
-// stays that of the failed write).
-bool append_whole(int fd, const std::string& record) {
-  const off_t start = ::lseek(fd, 0, SEEK_END);
-  for (size_t written = 0; written < record.size();) {
-    const ssize_t n = ::write(fd, record.data() + written, record.size() - written);
-    if (n > 0) {
-      written += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    const int err = n == 0 ? EIO : errno;
-    if (written > 0 && start >= 0) {
-      [[maybe_unused]] const int ignored = ::ftruncate(fd, start);
-    }
-    errno = err;
-    return false;
-  }
-  return true;
 }
 
 // The 10-digit seconds of a name made by this writer (or TensorFlow's), else -1.

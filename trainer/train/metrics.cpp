@@ -77,28 +77,6 @@ std::vector<ValidationRow> read_validation_records(const std::filesystem::path& 
 
 namespace {
 
-// Appends one whole line or, when a write fails, none: a partial write is cut off again (errno
-// stays that of the failed write).
-bool append_whole_line(int fd, const std::string& line) {
-  const off_t start = ::lseek(fd, 0, SEEK_END);
-  for (size_t written = 0; written < line.size();) {
-    const ssize_t n = ::write(fd, line.data() + written, line.size() - written);
-    if (n > 0) {
-      written += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    const int err = n == 0 ? EIO : errno;
-    // Should even this fail, the reader drops the one line that does not parse.
-    if (written > 0 && start >= 0) {
-      [[maybe_unused]] const int ignored = ::ftruncate(fd, start);
-    }
-    errno = err;
-    return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 MetricsLog::MetricsLog(const std::filesystem::path& file, int64_t resume_step,
@@ -148,7 +126,7 @@ void MetricsLog::append_line(std::string line) {
 bool MetricsLog::write_waiting() {
   if (fd_ < 0) fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   size_t done = 0;
-  while (fd_ >= 0 && done < waiting_.size() && append_whole_line(fd_, waiting_[done])) ++done;
+  while (fd_ >= 0 && done < waiting_.size() && append_whole(fd_, waiting_[done])) ++done;
   const bool all = done == waiting_.size();
   if (!all) {
     warn_(fmt::format("{}: cannot write a metrics record: {}; {} record(s) wait and are written with the next one",
