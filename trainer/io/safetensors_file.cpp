@@ -111,7 +111,11 @@ SafetensorsReader::SafetensorsReader(const fs::path& path) : path_(path) {
   }
   if (!header.is_object()) fail("header is not a JSON object");
 
-  for (const auto& [name, info] : header.items()) {
+  for (const auto& item : header.items()) {
+    // Named, not a structured binding: lambdas may not capture bindings before clang 16 (the
+    // sanitizer build of tests/fuzz compiles this file with clang 14).
+    const std::string& name = item.key();
+    const auto& info = item.value();
     const auto bad = [&](const std::string& what) {
       throw std::runtime_error(fmt::format("{}: tensor '{}': {}", label, name, what));
     };

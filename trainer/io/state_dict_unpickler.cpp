@@ -65,6 +65,20 @@ std::optional<torch::ScalarType> storage_dtype(const std::string& global) {
 class Unpickler {
  public:
   Unpickler(std::string_view data, const std::string& label) : data_(data), label_(label) {}
+  // A pickle may put a container into itself through the memo (BINGET of an open list or dict):
+  // Python builds such cycles, shared_ptr would never free them (found by tests/fuzz). A state
+  // dict never holds one, so rather than detect them, every container still alive when the
+  // unpickler goes is emptied, which breaks any cycle. Destroy the unpickler after the result.
+  ~Unpickler() {
+    for (const auto& weak : containers_) {
+      if (const ValuePtr v = weak.lock()) {
+        v->items.clear();
+        v->dict.clear();
+      }
+    }
+  }
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
 
   ValuePtr run() {
     while (true) {
@@ -117,14 +131,14 @@ class Unpickler {
         case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
           const size_t n = op - 0x84;
           if (stack_.size() < n) fail("tuple of more items than the stack holds");
-          auto t = std::make_shared<Value>(Value::Kind::Tuple);
+          auto t = make(Value::Kind::Tuple);
           t->items.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
           stack_.resize(stack_.size() - n);
           stack_.push_back(t);
           break;
         }
         case 't': {  // TUPLE
-          auto t = std::make_shared<Value>(Value::Kind::Tuple);
+          auto t = make(Value::Kind::Tuple);
           t->items = pop_to_mark();
           stack_.push_back(t);
           break;
@@ -216,8 +230,14 @@ class Unpickler {
     return s;
   }
 
+  // Every Value is made here, so that containers are remembered for the destructor.
+  ValuePtr make(Value::Kind k) {
+    auto v = std::make_shared<Value>(k);
+    if (k == Value::Kind::Tuple || k == Value::Kind::List || k == Value::Kind::Dict) containers_.push_back(v);
+    return v;
+  }
   ValuePtr push(Value::Kind k) {
-    stack_.push_back(std::make_shared<Value>(k));
+    stack_.push_back(make(k));
     return stack_.back();
   }
   ValuePtr pop() {
@@ -277,7 +297,7 @@ class Unpickler {
     const auto dtype = storage_dtype(type->s);
     if (!dtype) fail(fmt::format("unsupported storage type {}", type->s));
     if (pid->items[2]->kind != Value::Kind::String) fail("storage key is not a string");
-    auto storage = std::make_shared<Value>(Value::Kind::Storage);
+    auto storage = make(Value::Kind::Storage);
     storage->tensor.dtype = *dtype;
     storage->tensor.storage_key = pid->items[2]->s;
     storage->tensor.storage_numel = as_int(pid->items[4], "storage size");
@@ -285,12 +305,12 @@ class Unpickler {
   }
 
   ValuePtr call(const std::string& callable, const std::vector<ValuePtr>& args) {
-    if (callable == "collections.OrderedDict" && args.empty()) return std::make_shared<Value>(Value::Kind::Dict);
+    if (callable == "collections.OrderedDict" && args.empty()) return make(Value::Kind::Dict);
     if (callable == "torch._utils._rebuild_tensor_v2") {
       // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
       if (args.size() < 6 || args.size() > 7) fail("_rebuild_tensor_v2 with an unexpected argument count");
       if (args[0]->kind != Value::Kind::Storage) fail("_rebuild_tensor_v2 without a storage");
-      auto t = std::make_shared<Value>(Value::Kind::Tensor);
+      auto t = make(Value::Kind::Tensor);
       t->tensor = args[0]->tensor;
       t->tensor.storage_offset = as_int(args[1], "storage offset");
       t->tensor.sizes = int_tuple(args[2], "tensor size");
@@ -312,12 +332,14 @@ class Unpickler {
   std::vector<ValuePtr> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, ValuePtr> memo_;
+  std::vector<std::weak_ptr<Value>> containers_;
 };
 
 }  // namespace
 
 std::vector<PickledTensor> unpickle_state_dict(std::string_view pickle, const std::string& label) {
-  const ValuePtr root = Unpickler(pickle, label).run();
+  Unpickler unpickler(pickle, label);  // outlives root: its destructor breaks any cycle (see there)
+  const ValuePtr root = unpickler.run();
   if (root->kind != Value::Kind::Dict)
     throw std::runtime_error(fmt::format("{}: the pickle holds a {}, not a dict of tensors", label,
                                          kind_name(root->kind)));
