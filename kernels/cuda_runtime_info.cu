@@ -27,4 +27,19 @@ std::string cuda_device_name(int index) {
   return prop.name;
 }
 
+bool cuda_device_memory(int index, uint64_t& free_bytes, uint64_t& total_bytes) {
+  int previous = 0;
+  if (cudaGetDevice(&previous) != cudaSuccess || cudaSetDevice(index) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  size_t free = 0, total = 0;
+  const bool ok = cudaMemGetInfo(&free, &total) == cudaSuccess;
+  if (!ok) cudaGetLastError();
+  cudaSetDevice(previous);
+  free_bytes = free;
+  total_bytes = total;
+  return ok;
+}
+
 }  // namespace rwkv::kernels

@@ -19,6 +19,7 @@
 #include "kernels/cuda_runtime_info.h"
 #include "rwkv/wkv.h"
 #include "trainer/config/yaml_section.h"
+#include "trainer/train/memory_check.h"
 #include "trainer/train/autocast_scope.h"
 #include "trainer/config/model_config_yaml.h"
 #include "trainer/config/run_config.h"
@@ -259,6 +260,9 @@ void bench_train(const TrainOptions& o) {
   const torch::Device requested = device_flag(o.device, "bench train");
   const torch::Device dev = trainer::run_device(cfg, requested.has_index() ? requested.index() : 0);
   const c10::DeviceGuard device_guard(dev);
+  trainer::RunConfig first_stage = cfg;  // the bench runs the first stage only
+  first_stage.stages.resize(1);
+  trainer::check_run_fits(first_stage, dev, 1);
   TrainBench bench(cfg, dev);
   const bool bf16 = bench.bf16_autocast();
   fmt::print("{}\n", describe_run(cfg, bench, dev, bf16));

@@ -25,6 +25,7 @@
 #include "trainer/inference/generate.h"
 #include "trainer/bench/flops_peak.h"
 #include "trainer/checkpoint/init_weights_file.h"
+#include "trainer/train/memory_check.h"
 #include "trainer/train/train_loop.h"
 #include "trainer/train/trained_model.h"
 #include "trainer/train/validation.h"
@@ -60,6 +61,7 @@ int train_main(const std::string& config_path, bool resume, bool restart, const 
   const torch::Device device = trainer::run_device(cfg, dist.local_rank);
   // The WKV kernels and NCCL work on the current device: this rank's GPU.
   const c10::DeviceGuard device_guard(device);
+  trainer::check_run_fits(cfg, device, dist.world_size);  // before anything is allocated or written
   std::unique_ptr<Communicator> comm;
   if (dist.distributed())
     comm = std::make_unique<Communicator>(

@@ -13,17 +13,13 @@ std::string to_string(Sharding s) {
   return "?";
 }
 
-namespace {
-
-// Parameters by the same rule as the model (rwkv/README.md "Shapes" with A, F general):
+// By the same rule as the model (rwkv/README.md "Shapes" with A, F general):
 // emb + head (2VD), per block: 4 att matrices (3AD + AD), ffn key/value (2FD), ffn receptance
 // (D²), time_* (2A + 5D), LayerNorms (4D), plus ln0 (2D) and ln_out (2D).
-double param_count(const ModelConfig& m) {
+double planned_parameter_count(const ModelConfig& m) {
   const double D = m.n_embd, A = m.att(), F = m.ffn(), V = m.vocab_size, L = m.n_layer;
   return 2 * V * D + L * (4 * A * D + 2 * F * D + D * D + 2 * A + 5 * D + 4 * D) + 4 * D;
 }
-
-}  // namespace
 
 int64_t block_activation_elems_per_token(const ModelConfig& m) {
   const int64_t D = m.n_embd, A = m.att(), F = m.ffn();
@@ -40,7 +36,7 @@ int64_t block_activation_elems_per_token(const ModelConfig& m) {
 
 MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding) {
   const ModelConfig& m = req.model;
-  const double P = param_count(m);
+  const double P = planned_parameter_count(m);
   const double N = req.gpus;
   // With segments the graph holds one segment at a time (trainer/train/segments.h).
   const int64_t segment = req.segment_len > 0 && req.segment_len < req.ctx_len ? req.segment_len : req.ctx_len;

@@ -53,6 +53,10 @@ struct MemoryEstimate {
   }
 };
 
+// The model's parameter count from its shape alone (as a double: no overflow for any shape, and
+// no model is built), equal to parameter_count of the built model (rwkv/model.h).
+double planned_parameter_count(const ModelConfig& m);
+
 // Elements kept for backward per token by one block (26·D for A = D, F = 4·D).
 int64_t block_activation_elems_per_token(const ModelConfig& m);
 

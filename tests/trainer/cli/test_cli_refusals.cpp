@@ -113,6 +113,12 @@ TEST_CASE("bad inputs to the `rwkv` binary: exit status, one message, no backtra
       {"train {cfg} --set train.run_dir={d}/notes.txt", 2, "train.run_dir"},
       {"train {cfg} --set checkpoint.resume=never", 2, "--restart"},
       {"train {cfg} --set model.n_embd=33", 2, "cannot resume"},
+      // shapes whose memory need no machine here has: refused before anything is allocated or written
+      {"train {cfg} --set model.n_layer=100000 --set model.n_embd=4096 --set train.run_dir={d}/huge", 2,
+       "does not fit in memory: model.n_layer 100000, model.n_embd 4096"},
+      {"train {cfg} --set train.micro_batch=4000000 --set train.epoch_samples=4000000 --set train.run_dir={d}/huge", 2,
+       "with train.micro_batch 4000000"},
+      {"bench train {cfg} --device cpu --set model.n_layer=100000 --set model.n_embd=4096", 2, "does not fit in memory"},
   };
   for (const auto& c : cases) {
     const std::string args = fmt::format(fmt::runtime(c.args), fmt::arg("d", d.string()), fmt::arg("run", run.string()),
@@ -131,6 +137,7 @@ TEST_CASE("bad inputs to the `rwkv` binary: exit status, one message, no backtra
   CHECK(run_after == run_expected);
   CHECK(tree(d / "photos") == photos_before);
   CHECK(rwkv::test::slurp(d / "notes.txt") == "the user's notes\n");
+  CHECK_FALSE(fs::exists(d / "huge"));  // the refused oversized runs wrote nothing
 }
 
 TEST_CASE("a second `rwkv train` on a run directory in use is refused; the first one is unharmed", "[cli]") {
