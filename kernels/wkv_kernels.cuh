@@ -4,7 +4,8 @@
 // kernels/kernel_shim.h (declared by kernels/wkv_host.h), where the tests run it on the CPU.
 //
 // One thread per (b, c), as the reference kernel; consecutive threads take consecutive channels,
-// so every load and store at a given t is coalesced. Per-thread storage is a few registers: the
+// so every load and store at a given t is coalesced; each thread issues the loads of several time
+// steps at once (over_time below). Per-thread storage is a few registers: the
 // backward keeps the per-step states in the (3, B, T, C) workspace instead of T-sized arrays.
 // No shared memory, barriers, warp intrinsics or atomics: each thread is independent, which is
 // what makes the host launch of kernels/host_cuda.h a correct execution.
@@ -31,6 +32,38 @@ __device__ __forceinline__ __nv_bfloat16 store<__nv_bfloat16>(float x) {
   return __float2bfloat16_rn(x);
 }
 
+// Look-ahead over time. Each step's loads do not depend on the recurrence, but the compiler does
+// not move them across steps (the IEEE division's slow-path branch in every step stands between),
+// so a plain loop waits one memory latency per step: ≈ 1 µs × T per thread, the latency-bound
+// estimate of ../shared GPU.md. Here the loads of N steps are issued together before any of their
+// arithmetic: one wait per N steps. `load_at(o)` reads step o's inputs into a small struct,
+// `step_at(in, o)` does its arithmetic and stores; n steps starting at offset o, `stride` apart
+// (negative: backwards in time). The order of the arithmetic is unchanged, so results are
+// bit-identical to the one-step loop.
+template <int N, class LoadAt, class StepAt>
+__device__ __forceinline__ void over_time(int64_t n, int64_t o, int64_t stride, LoadAt load_at, StepAt step_at) {
+  using Loaded = decltype(load_at(o));
+  int64_t i = 0;
+  for (; i + N <= n; i += N, o += N * stride) {
+    Loaded in[N];
+    RWKV_UNROLL
+    for (int j = 0; j < N; ++j) in[j] = load_at(o + j * stride);
+    RWKV_UNROLL
+    for (int j = 0; j < N; ++j) step_at(in[j], o + j * stride);
+  }
+  for (; i < n; ++i, o += stride) step_at(load_at(o), o);
+}
+
+// Steps loaded ahead: the forward reads 2 values a step, the backward's reverse pass 6.
+constexpr int kAheadForward = 8, kAheadBackward = 4;
+
+struct KV {
+  float k, v;
+};
+struct BackwardIn {
+  float aa, bb, pp, k, v, gy;
+};
+
 template <class IO>
 __global__ void forward_kernel(WkvCudaForward a) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -41,8 +74,9 @@ __global__ void forward_kernel(WkvCudaForward a) {
   IO* __restrict__ y = static_cast<IO*>(a.y);
   const float w = a.w[c], u = a.u[c];
   wkv::State<float> s{a.aa[idx], a.bb[idx], a.pp[idx]};
-  for (int64_t t = 0, o = b * a.T * a.C + c; t < a.T; ++t, o += a.C)
-    y[o] = store<IO>(wkv::forward_step(s, w, u, load(k[o]), load(v[o])));
+  over_time<kAheadForward>(
+      a.T, b * a.T * a.C + c, a.C, [&](int64_t o) { return KV{load(k[o]), load(v[o])}; },
+      [&](const KV& in, int64_t o) { y[o] = store<IO>(wkv::forward_step(s, w, u, in.k, in.v)); });
   a.aa[idx] = s.aa;
   a.bb[idx] = s.bb;
   a.pp[idx] = s.pp;
@@ -67,22 +101,27 @@ __global__ void backward_kernel(WkvCudaBackward a) {
 
   // Pass 1 (forward): the state before every step.
   wkv::State<float> s{a.aa0[idx], a.bb0[idx], a.pp0[idx]};
-  for (int64_t t = 0, o = first; t < a.T; ++t, o += a.C) {
-    ws_aa[o] = s.aa;
-    ws_bb[o] = s.bb;
-    ws_pp[o] = s.pp;
-    wkv::update(s, w, load(k[o]), load(v[o]));
-  }
+  over_time<kAheadForward>(
+      a.T, first, a.C, [&](int64_t o) { return KV{load(k[o]), load(v[o])}; },
+      [&](const KV& in, int64_t o) {
+        ws_aa[o] = s.aa;
+        ws_bb[o] = s.bb;
+        ws_pp[o] = s.pp;
+        wkv::update(s, w, in.k, in.v);
+      });
   // Pass 2 (reverse): every gradient.
   wkv::Adjoint<float> adj = wkv::adjoint_from_final(s, a.g_aa_T[idx], a.g_bb_T[idx]);
   float acc_w = 0.f, acc_u = 0.f;
-  for (int64_t t = a.T - 1, o = first + (a.T - 1) * a.C; t >= 0; --t, o -= a.C) {
-    float dk, dv;
-    wkv::backward_step(wkv::State<float>{ws_aa[o], ws_bb[o], ws_pp[o]}, adj, w, u, load(k[o]), load(v[o]),
-                       load(gy[o]), dk, dv, acc_w, acc_u);
-    gk[o] = store<IO>(dk);
-    gv[o] = store<IO>(dv);
-  }
+  over_time<kAheadBackward>(
+      a.T, first + (a.T - 1) * a.C, -a.C,
+      [&](int64_t o) { return BackwardIn{ws_aa[o], ws_bb[o], ws_pp[o], load(k[o]), load(v[o]), load(gy[o])}; },
+      [&](const BackwardIn& in, int64_t o) {
+        float dk, dv;
+        wkv::backward_step(wkv::State<float>{in.aa, in.bb, in.pp}, adj, w, u, in.k, in.v, in.gy, dk, dv, acc_w,
+                           acc_u);
+        gk[o] = store<IO>(dk);
+        gv[o] = store<IO>(dv);
+      });
   wkv::backward_initial(wkv::State<float>{a.aa0[idx], a.bb0[idx], a.pp0[idx]}, adj, a.g_aa0[idx], a.g_bb0[idx],
                         a.g_pp0[idx], acc_w);
   a.gw[idx] = acc_w;
@@ -112,12 +151,14 @@ __global__ void chunk_pass_kernel(WkvCudaForward a, ChunkGrid g) {
   // Pass 1 (kOutput false): the chunk's summary from the empty state. Pass 3: y from its start state.
   wkv::State<float> s = kOutput ? wkv::State<float>{g.state[idx], g.state[n + idx], g.state[2 * n + idx]}
                                 : wkv::empty_state<float>();
-  for (int64_t t = t0, o = (b * a.T + t0) * a.C + c; t < t1; ++t, o += a.C) {
-    if (kOutput)
-      y[o] = store<IO>(wkv::forward_step(s, w, u, load(k[o]), load(v[o])));
-    else
-      wkv::update(s, w, load(k[o]), load(v[o]));
-  }
+  over_time<kAheadForward>(
+      t1 - t0, (b * a.T + t0) * a.C + c, a.C, [&](int64_t o) { return KV{load(k[o]), load(v[o])}; },
+      [&](const KV& in, int64_t o) {
+        if (kOutput)
+          y[o] = store<IO>(wkv::forward_step(s, w, u, in.k, in.v));
+        else
+          wkv::update(s, w, in.k, in.v);
+      });
   if (!kOutput) {
     g.state[idx] = s.aa;
     g.state[n + idx] = s.bb;
