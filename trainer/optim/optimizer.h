@@ -8,7 +8,8 @@
 // (torch::optim keys state by TensorImpl pointer and parameter order), the multipliers can change
 // between stages without rebuilding groups, and one step count serves every parameter because a
 // skipped step (non-finite gradient) skips them all. The update is torch's Adam formula (on CPU
-// one fused pass per tensor, the same fp32 arithmetic up to rounding; elsewhere ATen ops):
+// one fused pass per tensor, kernels/adam_cpu.h; on CUDA LibTorch's multi-tensor fused AdamW, one
+// pass over all tensors of a learning-rate group; the same fp32 arithmetic up to rounding):
 //   m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  p ← p·(1 − lr·wd) − lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps)
 #include <torch/torch.h>
 
@@ -50,6 +51,16 @@ class Adam {
 // rate `plr` (multiplier applied), with weight decay when `decay`; all four tensors alike.
 void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
                  double plr, bool decay, int64_t t, const AdamConfig& config);
+
+// Tensors that share one learning rate and decay flag, updated by one multi-tensor pass.
+struct AdamGroup {
+  std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs;
+};
+// The update of a group at step `t` through LibTorch's fused AdamW (at::_fused_adamw_: on CUDA a
+// few launches for the whole group instead of seven kernels and three temporaries per tensor, issue
+// 18; it runs on the CPU too, where the tests compare it with adam_update). Every tensor fp32 on
+// one device.
+void adam_update_group(AdamGroup& group, double plr, bool decay, int64_t t, const AdamConfig& config);
 
 // The global L2 norm of all gradients (in double; +inf/NaN when any gradient is non-finite).
 double global_grad_norm(const NamedTensors& params);

@@ -70,6 +70,73 @@ TEST_CASE("the fused CPU Adam update equals the formula in double over many thre
   CHECK(((v.to(torch::kFloat64) - vd).abs() / (vd.abs() + 1e-12)).max().item<double>() < 1e-5);
 }
 
+TEST_CASE("the multi-tensor fused AdamW group (the CUDA path) equals the formula in double", "[optim]") {
+  // Run on the CPU, where LibTorch's fused AdamW also exists: two tensors of one group, decay on,
+  // three steps (a step count off by one in the kernel would change the bias corrections by 2×).
+  torch::manual_seed(12);
+  AdamConfig oc;
+  oc.weight_decay = 0.05;
+  const double lr = 3e-3;
+  AdamGroup group;
+  std::vector<torch::Tensor> pd, md, vd;
+  for (const int64_t n : {int64_t{1000}, int64_t{37}}) {
+    group.params.push_back(torch::randn({n}));
+    group.exp_avgs.push_back(torch::zeros({n}));
+    group.exp_avg_sqs.push_back(torch::zeros({n}));
+    pd.push_back(group.params.back().to(torch::kFloat64));
+    md.push_back(torch::zeros({n}, torch::kFloat64));
+    vd.push_back(torch::zeros({n}, torch::kFloat64));
+  }
+  for (int64_t t = 1; t <= 3; ++t) {
+    group.grads.clear();
+    for (const auto& p : group.params) group.grads.push_back(torch::randn(p.sizes()) * (t == 2 ? 1e-4 : 1.0));
+    adam_update_group(group, lr, /*decay=*/true, t, oc);
+    const double bc1 = 1 - std::pow(oc.beta1, t), bc2 = 1 - std::pow(oc.beta2, t);
+    for (size_t i = 0; i < pd.size(); ++i) {
+      const torch::Tensor gd = group.grads[i].to(torch::kFloat64);
+      md[i] = oc.beta1 * md[i] + (1 - oc.beta1) * gd;
+      vd[i] = oc.beta2 * vd[i] + (1 - oc.beta2) * gd * gd;
+      pd[i] = pd[i] * (1 - lr * oc.weight_decay) - lr / bc1 * md[i] / (vd[i].sqrt() / std::sqrt(bc2) + oc.eps);
+    }
+  }
+  for (size_t i = 0; i < pd.size(); ++i) {
+    CHECK((group.params[i].to(torch::kFloat64) - pd[i]).abs().max().item<double>() < 1e-6);
+    CHECK((group.exp_avgs[i].to(torch::kFloat64) - md[i]).abs().max().item<double>() < 1e-6);
+    CHECK(((group.exp_avg_sqs[i].to(torch::kFloat64) - vd[i]).abs() / (vd[i].abs() + 1e-12)).max().item<double>() <
+          1e-5);
+  }
+}
+
+TEST_CASE("Adam on CUDA (fused groups by learning rate) equals Adam on the CPU", "[optim][cuda]") {
+  RWKV_REQUIRE_CUDA_OR_SKIP();
+  torch::manual_seed(13);
+  AdamConfig oc;
+  oc.weight_decay = 0.1;
+  const std::vector<std::string> names = {"blocks.0.att.key.weight", "blocks.0.att.time_decay",
+                                          "blocks.0.att.time_first", "head.weight"};
+  rwkv::NamedTensors cpu, gpu;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const torch::Tensor p0 = i % 3 == 0 ? torch::randn({33, 17}) : torch::randn({17});
+    cpu.push_back({names[i], p0.clone().requires_grad_()});
+    gpu.push_back({names[i], p0.cuda().requires_grad_()});
+  }
+  Adam on_cpu(cpu, oc), on_gpu(gpu, oc);
+  const LrMult mult{{"time_decay", 2}, {"time_first", 3}};
+  for (int step = 0; step < 3; ++step) {
+    for (size_t i = 0; i < names.size(); ++i) {
+      const torch::Tensor g = torch::randn(cpu[i].tensor.sizes());
+      cpu[i].tensor.mutable_grad() = g;
+      gpu[i].tensor.mutable_grad() = g.cuda();
+    }
+    on_cpu.step(1e-2, mult);
+    on_gpu.step(1e-2, mult);
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    INFO(names[i]);
+    CHECK((gpu[i].tensor.detach().cpu() - cpu[i].tensor.detach()).abs().max().item<double>() < 1e-5);
+  }
+}
+
 TEST_CASE("Adam equals torch::optim::Adam/AdamW step for step, per-group lr, decay on matrices", "[optim]") {
   torch::manual_seed(3);
   const auto w0 = torch::randn({4, 5}), d0 = torch::randn({5});
