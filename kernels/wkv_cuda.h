@@ -18,5 +18,11 @@ cudaError_t wkv_forward(WkvIo io, const WkvCudaForward& args, cudaStream_t strea
 cudaError_t wkv_forward_chunked(WkvIo io, const WkvCudaForward& args, int64_t chunk, float* chunk_state,
                                 cudaStream_t stream);
 cudaError_t wkv_backward(WkvIo io, const WkvCudaBackward& args, cudaStream_t stream);
+// The time-parallel backward (kernels/wkv_math.h "Chunked backward") in chunks of `chunk` tokens;
+// `scratch` holds wkv_backward_chunked_scratch(args, chunk) floats on the kernels' device. Same
+// outputs as wkv_backward, the workspace included, up to the order of fp32 sums.
+int64_t wkv_backward_chunked_scratch(const WkvCudaBackward& args, int64_t chunk);
+cudaError_t wkv_backward_chunked(WkvIo io, const WkvCudaBackward& args, int64_t chunk, float* scratch,
+                                 cudaStream_t stream);
 
 }  // namespace rwkv::kernels::cuda

@@ -195,6 +195,176 @@ cudaError_t launch_chunked(const WkvCudaForward& a, const ChunkGrid& g, cudaStre
   return cudaGetLastError();
 }
 
+// Chunked backward (wkv_math.h, "Chunked backward"). Threads as in the chunked forward:
+// idx = j·B·C + b·C + c for chunk j of channel (b, c); the scans take one thread per (b, c).
+// Scratch (floats, n = chunks·B·C): fs (3n) forward summaries, then each chunk's start state;
+// adj (5n) adjoint summaries, then each chunk's incoming adjoint; part (2n) each chunk's share of
+// ∂L/∂w and ∂L/∂u; final_pp (B·C); start (5·B·C) the adjoint before token 0.
+struct BackwardChunks {
+  int64_t chunk, chunks;
+  float* fs;
+  float* adj;
+  float* part;
+  float* final_pp;
+  float* start;
+
+  __device__ __forceinline__ int64_t n(const WkvCudaBackward& a) const { return chunks * a.B * a.C; }
+  __device__ __forceinline__ int64_t length(const WkvCudaBackward& a, int64_t j) const {
+    return (j + 1) * chunk < a.T ? chunk : a.T - j * chunk;
+  }
+};
+
+__device__ __forceinline__ void put_adjoint(float* base, int64_t stride, int64_t i, const wkv::Adjoint<float>& q) {
+  base[i] = q.a;
+  base[stride + i] = q.b;
+  base[2 * stride + i] = q.aw;
+  base[3 * stride + i] = q.bw;
+  base[4 * stride + i] = q.s;
+}
+__device__ __forceinline__ wkv::Adjoint<float> get_adjoint(const float* base, int64_t stride, int64_t i) {
+  return wkv::Adjoint<float>{base[i], base[stride + i], base[2 * stride + i], base[3 * stride + i],
+                             base[4 * stride + i]};
+}
+
+// Phase 1 (kStates false): the chunk's forward summary from the empty state. Phase 3 (true): the
+// state before every step of the chunk into the workspace, from the chunk's start state.
+template <class IO, bool kStates>
+__global__ void backward_states_kernel(WkvCudaBackward a, BackwardChunks g) {
+  const int64_t n = g.n(a);
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= n) return;
+  const int64_t j = idx / (a.B * a.C), bc = idx % (a.B * a.C), b = bc / a.C, c = bc % a.C;
+  const IO* __restrict__ k = static_cast<const IO*>(a.k);
+  const IO* __restrict__ v = static_cast<const IO*>(a.v);
+  const int64_t plane = a.B * a.T * a.C;
+  float* __restrict__ ws = a.workspace;
+  const float w = a.w[c];
+  wkv::State<float> s =
+      kStates ? wkv::State<float>{g.fs[idx], g.fs[n + idx], g.fs[2 * n + idx]} : wkv::empty_state<float>();
+  over_time<kAheadForward>(
+      g.length(a, j), (b * a.T + j * g.chunk) * a.C + c, a.C, [&](int64_t o) { return KV{load(k[o]), load(v[o])}; },
+      [&](const KV& in, int64_t o) {
+        if (kStates) {
+          ws[o] = s.aa;
+          ws[plane + o] = s.bb;
+          ws[2 * plane + o] = s.pp;
+        }
+        wkv::update(s, w, in.k, in.v);
+      });
+  if (!kStates) {
+    g.fs[idx] = s.aa;
+    g.fs[n + idx] = s.bb;
+    g.fs[2 * n + idx] = s.pp;
+  }
+}
+
+// Phase 2: per (b, c), each chunk's start state from the summaries (replacing them), and the
+// final state's exponent, which the adjoint after the last token is scaled by.
+__global__ void backward_state_scan_kernel(WkvCudaBackward a, BackwardChunks g) {
+  const int64_t bc = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (bc >= a.B * a.C) return;
+  const int64_t n = g.n(a);
+  const float w = a.w[bc % a.C];
+  wkv::State<float> s{a.aa0[bc], a.bb0[bc], a.pp0[bc]};
+  for (int64_t j = 0, i = bc; j < g.chunks; ++j, i += a.B * a.C) {
+    const wkv::State<float> summary{g.fs[i], g.fs[n + i], g.fs[2 * n + i]};
+    g.fs[i] = s.aa;
+    g.fs[n + i] = s.bb;
+    g.fs[2 * n + i] = s.pp;
+    s = wkv::advance(s, w, static_cast<float>(g.length(a, j)), summary);
+  }
+  g.final_pp[bc] = s.pp;
+}
+
+// Phase 4 (kGrads false): the chunk's adjoint summary from the zero adjoint. Phase 6 (true): from
+// the chunk's incoming adjoint, ∂L/∂k and ∂L/∂v of its tokens and its shares of ∂L/∂w, ∂L/∂u.
+template <class IO, bool kGrads>
+__global__ void backward_adjoint_kernel(WkvCudaBackward a, BackwardChunks g) {
+  const int64_t n = g.n(a);
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= n) return;
+  const int64_t j = idx / (a.B * a.C), bc = idx % (a.B * a.C), b = bc / a.C, c = bc % a.C;
+  const IO* __restrict__ k = static_cast<const IO*>(a.k);
+  const IO* __restrict__ v = static_cast<const IO*>(a.v);
+  const IO* __restrict__ gy = static_cast<const IO*>(a.gy);
+  IO* __restrict__ gk = static_cast<IO*>(a.gk);
+  IO* __restrict__ gv = static_cast<IO*>(a.gv);
+  const int64_t plane = a.B * a.T * a.C;
+  const float* __restrict__ ws = a.workspace;
+  const float w = a.w[c], u = a.u[c];
+  const int64_t len = g.length(a, j);
+  wkv::Adjoint<float> adj = kGrads ? get_adjoint(g.adj, n, idx) : wkv::empty_adjoint<float>();
+  float acc_w = 0.f, acc_u = 0.f;
+  over_time<kAheadBackward>(
+      len, (b * a.T + j * g.chunk + len - 1) * a.C + c, -a.C,
+      [&](int64_t o) {
+        return BackwardIn{ws[o], ws[plane + o], ws[2 * plane + o], load(k[o]), load(v[o]), load(gy[o])};
+      },
+      [&](const BackwardIn& in, int64_t o) {
+        float dk, dv;
+        wkv::backward_step(wkv::State<float>{in.aa, in.bb, in.pp}, adj, w, u, in.k, in.v, in.gy, dk, dv, acc_w,
+                           acc_u);
+        if (kGrads) {
+          gk[o] = store<IO>(dk);
+          gv[o] = store<IO>(dv);
+        }
+      });
+  if (kGrads) {
+    g.part[idx] = acc_w;
+    g.part[n + idx] = acc_u;
+  } else {
+    put_adjoint(g.adj, n, idx, adj);
+  }
+}
+
+// Phase 5: per (b, c), from the adjoint after the last token back over the chunks, each chunk's
+// incoming adjoint (replacing its summary), and the adjoint before token 0.
+__global__ void backward_adjoint_scan_kernel(WkvCudaBackward a, BackwardChunks g) {
+  const int64_t bc = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (bc >= a.B * a.C) return;
+  const int64_t n = g.n(a);
+  const float w = a.w[bc % a.C];
+  wkv::State<float> final_state{0.f, 0.f, g.final_pp[bc]};
+  wkv::Adjoint<float> adj = wkv::adjoint_from_final(final_state, a.g_aa_T[bc], a.g_bb_T[bc]);
+  for (int64_t j = g.chunks - 1; j >= 0; --j) {
+    const int64_t i = j * a.B * a.C + bc;
+    const wkv::Adjoint<float> summary = get_adjoint(g.adj, n, i);
+    put_adjoint(g.adj, n, i, adj);
+    adj = wkv::advance_adjoint(adj, w, static_cast<float>(g.length(a, j)), summary);
+  }
+  put_adjoint(g.start, a.B * a.C, bc, adj);
+}
+
+// Phase 7: per (b, c), ∂L/∂w and ∂L/∂u summed over the chunks (in chunk order), and the initial
+// state's gradients and share of ∂L/∂w.
+__global__ void backward_finish_kernel(WkvCudaBackward a, BackwardChunks g) {
+  const int64_t bc = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (bc >= a.B * a.C) return;
+  const int64_t n = g.n(a);
+  float acc_w = 0.f, acc_u = 0.f;
+  for (int64_t j = 0, i = bc; j < g.chunks; ++j, i += a.B * a.C) {
+    acc_w += g.part[i];
+    acc_u += g.part[n + i];
+  }
+  wkv::backward_initial(wkv::State<float>{a.aa0[bc], a.bb0[bc], a.pp0[bc]}, get_adjoint(g.start, a.B * a.C, bc),
+                        a.g_aa0[bc], a.g_bb0[bc], a.g_pp0[bc], acc_w);
+  a.gw[bc] = acc_w;
+  a.gu[bc] = acc_u;
+}
+
+template <class IO>
+cudaError_t launch_backward_chunked(const WkvCudaBackward& a, const BackwardChunks& g, cudaStream_t stream) {
+  const unsigned chunk_blocks = blocks_for(g.chunks * a.B, a.C), bc_blocks = blocks_for(a.B, a.C);
+  RWKV_LAUNCH(chunk_blocks, kThreads, stream, backward_states_kernel<IO, false>)(a, g);
+  RWKV_LAUNCH(bc_blocks, kThreads, stream, backward_state_scan_kernel)(a, g);
+  RWKV_LAUNCH(chunk_blocks, kThreads, stream, backward_states_kernel<IO, true>)(a, g);
+  RWKV_LAUNCH(chunk_blocks, kThreads, stream, backward_adjoint_kernel<IO, false>)(a, g);
+  RWKV_LAUNCH(bc_blocks, kThreads, stream, backward_adjoint_scan_kernel)(a, g);
+  RWKV_LAUNCH(chunk_blocks, kThreads, stream, backward_adjoint_kernel<IO, true>)(a, g);
+  RWKV_LAUNCH(bc_blocks, kThreads, stream, backward_finish_kernel)(a, g);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t wkv_forward(WkvIo io, const WkvCudaForward& args, cudaStream_t stream) {
@@ -219,6 +389,20 @@ cudaError_t wkv_backward(WkvIo io, const WkvCudaBackward& args, cudaStream_t str
   else
     RWKV_LAUNCH(blocks, kThreads, stream, backward_kernel<float>)(args);
   return cudaGetLastError();
+}
+
+int64_t wkv_backward_chunked_scratch(const WkvCudaBackward& args, int64_t chunk) {
+  const int64_t chunks = (args.T + chunk - 1) / chunk, n = chunks * args.B * args.C;
+  return 10 * n + 6 * args.B * args.C;
+}
+
+cudaError_t wkv_backward_chunked(WkvIo io, const WkvCudaBackward& args, int64_t chunk, float* scratch,
+                                 cudaStream_t stream) {
+  const int64_t chunks = (args.T + chunk - 1) / chunk, n = chunks * args.B * args.C, bc = args.B * args.C;
+  const BackwardChunks g{chunk, chunks, scratch, scratch + 3 * n, scratch + 8 * n, scratch + 10 * n,
+                         scratch + 10 * n + bc};
+  return io == WkvIo::bf16 ? launch_backward_chunked<__nv_bfloat16>(args, g, stream)
+                           : launch_backward_chunked<float>(args, g, stream);
 }
 
 }  // namespace rwkv::kernels::RWKV_KERNEL_NAMESPACE

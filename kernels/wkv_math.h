@@ -206,4 +206,33 @@ WKV_HD State<F> empty_state() {
   return State<F>{F(0), F(0), F(kEmptyExponent)};
 }
 
+// ---- Chunked backward -----------------------------------------------------------------------
+// The adjoint recursions are linear with the constant factor e^w per step, so they chunk like the
+// forward: over a chunk of n tokens walked in reverse, the adjoint it hands to the chunk before is
+//   α_out = e^{n·w} α_in + α_local,   α'_out = e^{n·w} (α'_in + n·α_in) + α'_local
+// (β, β' alike), where α_in is what the chunk after handed in and α_local what the chunk's own
+// tokens give from a zero adjoint (its "summary", made with backward_step from empty_adjoint()).
+// The α' line: n homogeneous steps of α'_{t-1} = e^w (α'_t + α_t) with α_t = e^{(n_0-t)w} α_in
+// add n·α_in. The backward then runs: forward summaries, their scan, the states of every step
+// (all chunks at once); adjoint summaries (all chunks at once), their reverse scan; the gradients
+// of every chunk from its incoming adjoint (all chunks at once); the per-chunk sums of ∂L/∂w,
+// ∂L/∂u and the initial state's terms per (b, c). Same max-shifted form as everywhere here.
+
+// The zero adjoint (no gradient from later tokens): the start of every adjoint summary.
+template <class F>
+WKV_HD Adjoint<F> empty_adjoint() {
+  return Adjoint<F>{F(0), F(0), F(0), F(0), F(kEmptyExponent)};
+}
+
+// The adjoint n tokens before `in` (handed in at a chunk's end), when those n tokens alone (from
+// the zero adjoint) give `local`.
+template <class F>
+WKV_HD Adjoint<F> advance_adjoint(const Adjoint<F>& in, F w, F n, const Adjoint<F>& local) {
+  const F decayed = in.s + n * w;  // exponent of e^{n·w}·α_in
+  F e1, e2;
+  exp_pair(decayed, local.s, e1, e2);
+  return Adjoint<F>{e1 * in.a + e2 * local.a, e1 * in.b + e2 * local.b, e1 * (in.aw + n * in.a) + e2 * local.aw,
+                    e1 * (in.bw + n * in.b) + e2 * local.bw, max_(decayed, local.s)};
+}
+
 }  // namespace rwkv::kernels::wkv
