@@ -120,7 +120,7 @@ TEST_CASE("rwkv train: console and train.log at log.level, appended on resume; e
   REQUIRE(second.rfind(first, 0) == 0);  // appended
   const std::string added = second.substr(first.size());
   CHECK(levels(added) == std::vector<std::string>{"warning"});
-  CHECK(has_line(added, "warning", cfg + ": train.threads: 100000 is more than 4 threads"));
+  CHECK(has_line(added, "warning", cfg + ":3: train.threads: 100000 is more than 4 threads"));
   // ...while the run went on: its metrics show steps 4 and 5
   CHECK(rwkv::test::slurp(dir / "run" / "metrics.jsonl").find("\"step\":5") != std::string::npos);
 
@@ -150,7 +150,7 @@ TEST_CASE("rwkv train: train.log rotates at log.file_max_mb and keeps log.file_k
   int rc = 0;
   // 0.002 MiB = 2097 bytes; each step logs ~350 bytes (a debug line and a metrics line).
   const std::string out =
-      train(cfg, "--set train.max_steps=16 --set log.level=debug --set log.file_max_mb=0.002 --set log.file_keep=2", &rc);
+      train(cfg, "--set train.max_steps=24 --set log.level=debug --set log.file_max_mb=0.002 --set log.file_keep=2", &rc);
   INFO(out);
   REQUIRE(rc == 0);
   REQUIRE(fs::exists(run / "train.log"));
@@ -171,7 +171,7 @@ TEST_CASE("rwkv train: train.log rotates at log.file_max_mb and keeps log.file_k
   }
   REQUIRE(steps.size() >= 3);
   for (size_t i = 1; i < steps.size(); ++i) CHECK(steps[i] == steps[i - 1] + 1);
-  CHECK(steps.back() == 16);
+  CHECK(steps.back() == 24);
   CHECK(steps.front() > 1);  // the oldest lines were dropped with the third file
-  CHECK(has_line(newest, "info", "reached max_steps at step 16; checkpoint "));
+  CHECK(has_line(newest, "info", "reached max_steps at step 24; checkpoint "));
 }
