@@ -72,12 +72,25 @@ struct Log {
   Log() {
     console->set_formatter(console_format(setup));
     logger.flush_on(spdlog::level::trace);  // every line reaches the disk: a crash keeps all that came before
-    logger.set_error_handler([this](const std::string& what) {
-      if (!failing)
-        std::fprintf(stderr, "warning: the log cannot write: %s (lines are lost until it can again)\n", what.c_str());
-      failing = failed_now = true;
-    });
+    logger.set_error_handler([this](const std::string& what) { failed(what); });
     attach();
+  }
+
+  void failed(const std::string& what) {
+    if (!failing)
+      std::fprintf(stderr, "warning: the log cannot write: %s (lines are lost until it can again)\n", what.c_str());
+    failing = failed_now = true;
+  }
+
+  // A message into the file alone, past the logger (no exception escapes: main.cpp's error path and
+  // the terminate handler call this).
+  void to_file(const spdlog::details::log_msg& msg) {
+    try {
+      file->log(msg);
+      file->flush();
+    } catch (const std::exception& e) {
+      failed(e.what());
+    }
   }
 
   // The logger's sinks from the members, under `mutex`.
@@ -117,8 +130,7 @@ void open_file(const std::filesystem::path& path, std::size_t max_bytes, std::si
   }
   l.file->set_formatter(file_format(l.setup));
   if (l.early) {
-    for (const auto& msg : l.early->last_raw()) l.file->log(msg);
-    l.file->flush();
+    for (const auto& msg : l.early->last_raw()) l.to_file(msg);
     l.early.reset();
   }
   l.attach();
@@ -143,10 +155,7 @@ void error_to_file(std::string_view message) {
   const std::lock_guard lock(l.mutex);
   const spdlog::details::log_msg msg(l.logger.name(), spdlog::level::err,
                                      spdlog::string_view_t(message.data(), message.size()));
-  if (l.file) {
-    l.file->log(msg);
-    l.file->flush();
-  }
+  if (l.file) l.to_file(msg);
 }
 
 }  // namespace rwkv::logging
