@@ -2,7 +2,8 @@
 #
 # fmt: LibTorch's include/ carries fmt 12 headers, which shadow Debian's fmt 9 headers on every
 # target that links torch. Linking Debian's libfmt.so.9 (or spdlog, built against it) under
-# those headers mixes two ABIs, so we use the fmt that LibTorch ships, header-only, and no spdlog.
+# those headers mixes two ABIs, so the torch targets use the fmt that LibTorch ships, header-only,
+# and spdlog is compiled only in rwkv_log (common/log/CMakeLists.txt), which never sees torch.
 find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(CLI11 REQUIRED)
@@ -10,6 +11,7 @@ find_package(zstd REQUIRED)
 find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(ICU REQUIRED COMPONENTS uc)  # NFC and Unicode classes for the BPE tokenizer
 find_package(Catch2 2 REQUIRED)
+find_package(spdlog REQUIRED)  # only in rwkv_log (common/log/CMakeLists.txt)
 find_package(Threads REQUIRED)
 add_compile_definitions(FMT_HEADER_ONLY=1)
 

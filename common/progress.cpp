@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "common/log/log.h"
+
 namespace rwkv {
 
 namespace {
@@ -64,13 +66,25 @@ std::string format_progress(ProgressUnit unit, int64_t done, int64_t total, doub
   return out + "  ETA " + (rate > 0 ? format_duration(left / rate) : std::string("-"));
 }
 
+namespace {
+
+// A live line's text straight to the terminal; a plain line (always one whole line) into the log.
+ProgressReporter::Output standard_output(bool live) {
+  if (live)
+    return [](const std::string& text) {
+      std::fputs(text.c_str(), stderr);
+      std::fflush(stderr);
+    };
+  return [](const std::string& line) {
+    logging::info(std::string_view(line).substr(0, line.size() - (line.ends_with('\n') ? 1 : 0)));
+  };
+}
+
+}  // namespace
+
 ProgressReporter::ProgressReporter(std::string label, ProgressUnit unit)
     : ProgressReporter(
-          std::move(label), unit, ::isatty(::fileno(stderr)) != 0,
-          [](const std::string& text) {
-            std::fputs(text.c_str(), stderr);
-            std::fflush(stderr);
-          },
+          std::move(label), unit, ::isatty(::fileno(stderr)) != 0, standard_output(::isatty(::fileno(stderr)) != 0),
           [] { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }) {}
 
 ProgressReporter::ProgressReporter(std::string label, ProgressUnit unit, bool live, Output out, Clock clock)
@@ -125,13 +139,10 @@ void ProgressReporter::finish() {
   if (updated_) write_line(true);
 }
 
-void ProgressReporter::message(const std::string& text) {
-  if (showing_) {
-    out_("\r\033[K" + text + "\n");
-    showing_ = false;  // the next update draws the line again at once
-  } else {
-    out_(text + "\n");
-  }
+void ProgressReporter::clear_live_line() {
+  if (!showing_) return;
+  out_("\r\033[K");
+  showing_ = false;  // the next update draws the line again at once
 }
 
 }  // namespace rwkv

@@ -3,9 +3,9 @@
 // `rwkv eval` over a long file): amount done of the total, the rate and the time left.
 //
 // On a terminal one line redraws itself in place ("\r" … erase to the end of the line), at most
-// twice a second. Into a file or a pipe (a log, a CI job) plain lines are written instead, one each
-// time another tenth of the total is done and at least every 30 s, so a log stays short and still
-// shows the job is alive. The rate is the mean since the reporter was made, the ETA the rest at
+// twice a second. Into a file or a pipe (a log, a CI job) plain lines are written instead, through
+// the process log (common/log/log.h, level info), one each time another tenth of the total is done
+// and at least every 30 s, so a log stays short and still shows the job is alive. The rate is the mean since the reporter was made, the ETA the rest at
 // that rate. The clock and the output are injectable: tests check the text and the cadence
 // without waiting.
 #include <cstdint>
@@ -32,7 +32,8 @@ class ProgressReporter {
   using Clock = std::function<double()>;                   // seconds, monotonic
   using Output = std::function<void(const std::string&)>;  // text exactly as it is to appear
 
-  // To stderr, live when stderr is a terminal; `label` leads every line ("[prep]").
+  // Live on stderr when stderr is a terminal, else into the process log; `label` leads every line
+  // ("[prep]").
   ProgressReporter(std::string label, ProgressUnit unit);
   ProgressReporter(std::string label, ProgressUnit unit, bool live, Output out, Clock clock);
   // Ends a live line that finish() did not close (the job threw), so the error starts a fresh line.
@@ -46,8 +47,9 @@ class ProgressReporter {
   // The closing line, written always once an update came: the last figures, with the time the job
   // took instead of the ETA.
   void finish();
-  // `text` on a line of its own (a warning) that a live line neither overwrites nor is glued to.
-  void message(const std::string& text);
+  // Takes a live line off the screen so that what comes next on stderr (a warning through the
+  // log) starts on a line of its own; the next update draws the line again at once.
+  void clear_live_line();
 
  private:
   std::string line(bool closing) const;

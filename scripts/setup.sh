@@ -13,7 +13,7 @@ say() { printf '[setup] %s\n' "$*"; }
 # --- Debian packages --------------------------------------------------------------------------
 pkgs=(build-essential cmake ninja-build ccache pkg-config python3-venv libyaml-cpp-dev catch2
       libhdf5-dev nlohmann-json3-dev libcli11-dev libzstd-dev zstd libgloo-dev
-      libicu-dev bible-kjv clang libclang-rt-14-dev)  # bible-kjv: the demo corpus (scripts/prepare_corpus.sh); clang: tests/fuzz
+      libicu-dev libspdlog-dev bible-kjv clang libclang-rt-14-dev)  # bible-kjv: the demo corpus (scripts/prepare_corpus.sh); clang: tests/fuzz
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -66,11 +66,11 @@ TEST_CASE("progress into a log: a line per tenth and at least every 30 s, then t
   s.now = 160;
   r.finish();
   CHECK(s.take() == "[job] 50.0/50.0 MB (100%)  833.3 kB/s  in 0:01:00\n");
-  r.message("warning: a.txt:3: bad line");
-  CHECK(s.take() == "warning: a.txt:3: bad line\n");
+  r.clear_live_line();
+  CHECK(s.take().empty());  // no live line in a log: nothing to take off
 }
 
-TEST_CASE("progress on a terminal: one line redrawn at most twice a second, messages above it", "[common]") {
+TEST_CASE("progress on a terminal: one line redrawn at most twice a second, taken off for a message", "[common]") {
   Screen s;
   {
     ProgressReporter r = s.reporter("[eval]", ProgressUnit::tokens, true);
@@ -83,10 +83,12 @@ TEST_CASE("progress on a terminal: one line redrawn at most twice a second, mess
     s.now = 100.7;
     r.update(70, 900);
     CHECK(s.take() == "\r[eval] 70/900 tokens (7%)  100 tokens/s  ETA 0:00:08\033[K");
-    r.message("warning: w");
-    CHECK(s.take() == "\r\033[Kwarning: w\n");
+    r.clear_live_line();  // a warning is about to go to stderr
+    CHECK(s.take() == "\r\033[K");
+    r.clear_live_line();
+    CHECK(s.take().empty());  // already off
     s.now = 100.8;
-    r.update(80, 900);  // drawn again at once after the message
+    r.update(80, 900);  // drawn again at once, 0.1 s after the last drawing
     CHECK(s.take() == "\r[eval] 80/900 tokens (8%)  100 tokens/s  ETA 0:00:08\033[K");
     s.now = 109;
     r.update(900, 900);

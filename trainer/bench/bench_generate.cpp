@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "common/log/log.h"
 #include "rwkv/init.h"
 #include "rwkv/model.h"
 #include "rwkv/rnn.h"
@@ -35,7 +36,7 @@ RWKV load_model(const std::string& source, const torch::Device& dev, std::string
     what = "random weights (init rules)";
     return model;
   }
-  const io::ModelSource src = io::read_model_source(p, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
+  const io::ModelSource src = io::read_model_source(p, [](const std::string& w) { logging::warn(w); });
   what = src.description;
   return io::build_model(src.weights, options);  // the file's copy is freed on return: RSS counts the model
 }

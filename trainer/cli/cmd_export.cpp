@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "common/log/log.h"
 #include "common/progress.h"
 #include "trainer/cli/commands.h"
 #include "trainer/checkpoint/model_source.h"
@@ -54,9 +55,9 @@ void add_export_command(CLI::App& app) {
                                                                     : io::WeightFormat::Pth;
     io::check_output_path(args->out, io::output_kind(format), args->force, {args->source}, "--out");
     // Reading has no progress line of its own (a checkpoint is read and verified whole); say what waits.
-    fmt::print(stderr, "[export] reading {}\n", args->source);
+    logging::info("[export] reading " + args->source);
     const io::ModelSource source =
-        io::read_model_source(args->source, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
+        io::read_model_source(args->source, [](const std::string& w) { logging::warn(w); });
     const io::ModelWeights& weights = source.weights;
     const int64_t ctx_len = args->ctx_len > 0 ? args->ctx_len : source.ctx_len > 0 ? source.ctx_len : 1024;
     ProgressReporter reporter("[export] writing", ProgressUnit::bytes);

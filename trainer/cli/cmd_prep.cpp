@@ -1,6 +1,7 @@
 // `rwkv prep`: tokenize raw text into binidx or HDF5 token files (data/prep.h does the work).
 #include <fmt/format.h>
 
+#include "common/log/log.h"
 #include "common/progress.h"
 #include "data/prep.h"
 #include "data/tokenizer.h"
@@ -54,9 +55,12 @@ void add_prep_command(CLI::App& app) {
         reporter.update(static_cast<int64_t>(s.input_bytes), static_cast<int64_t>(s.total_input_bytes),
                         fmt::format("{} docs  {} tokens", s.documents, s.tokens));
       };
-    const auto warn = [&reporter](const std::string& w) { reporter.message("warning: " + w); };
-    fmt::print(stderr, "[prep] tokenizer {} (vocab {}), {} output\n", tok->name(), tok->vocab_size(),
-               opt.format == data::TokenFormat::hdf5 ? "HDF5" : "binidx");
+    const auto warn = [&reporter](const std::string& w) {
+      reporter.clear_live_line();
+      logging::warn(w);
+    };
+    logging::info(fmt::format("[prep] tokenizer {} (vocab {}), {} output", tok->name(), tok->vocab_size(),
+                              opt.format == data::TokenFormat::hdf5 ? "HDF5" : "binidx"));
     const auto stats = data::prepare_tokens(opt, *tok, progress, warn);
     reporter.finish();
     fmt::print("{}", data::format_summary(stats, opt.output));

@@ -3,7 +3,9 @@
 // sample.length > 0. With a validation section the held-out data is opened (and checked) before the model is
 // built (trainer/train/validation.h). SIGINT/SIGTERM checkpoint the last complete step and exit cleanly (status 0);
 // a second signal kills at once. Started by torchrun, Slurm or mpirun (trainer/dist/dist_env.h), each
-// process is one rank on GPU local_rank (or the CPU), joined over NCCL (or Gloo).
+// process is one rank on GPU local_rank (or the CPU), joined over NCCL (or Gloo). All it says goes
+// through the process log (common/log/log.h) at log.level: to the console (stderr) from rank 0 (log.console),
+// and from every rank into its log file once the run directory is claimed (trainer/README.md "Logs").
 #include <c10/core/DeviceGuard.h>
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/log/log.h"
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
 #include "rwkv/model.h"
@@ -58,6 +61,11 @@ int train_main(const std::string& config_path, bool resume, bool restart, const 
   if (cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(cfg.train.threads));
   const DistEnv dist = dist_env_from_process();
   const bool root = dist.rank == 0;
+  logging::configure({.level = cfg.log.level,
+                      .rank = dist.rank,
+                      .world_size = dist.world_size,
+                      .console = cfg.log.console == trainer::LogConsole::all ||
+                                 (cfg.log.console == trainer::LogConsole::rank0 && root)});
   const torch::Device device = trainer::run_device(cfg, dist.local_rank);
   // The WKV kernels and NCCL work on the current device: this rank's GPU.
   const c10::DeviceGuard device_guard(device);
@@ -67,13 +75,15 @@ int train_main(const std::string& config_path, bool resume, bool restart, const 
     comm = std::make_unique<Communicator>(
         dist, device, std::chrono::milliseconds(static_cast<int64_t>(cfg.train.dist_timeout_s * 1000)));
   if (root) {
-    for (const auto& w : cfg.warnings) fmt::print(stderr, "warning: {}\n", w);
-    fmt::print("effective config:\n{}", cfg.to_yaml());
-    if (comm) fmt::print("ranks: {} ({}, {})\n", dist.world_size, dist.launcher, device.is_cuda() ? "NCCL" : "Gloo");
+    for (const auto& w : cfg.warnings) logging::warn(w);
+    const std::string yaml = cfg.to_yaml();
+    logging::info("effective config:\n" + yaml.substr(0, yaml.size() - 1));
+    if (comm) logging::info(fmt::format("ranks: {} ({}, {})", dist.world_size, dist.launcher, device.is_cuda() ? "NCCL" : "Gloo"));
   }
+  if (comm) logging::debug(fmt::format("rank {} of {} (local rank {}) on {}", dist.rank, dist.world_size, dist.local_rank, device.str()));
 
   std::shared_ptr<const data::TokenDataset> dataset = data::open_token_dataset(cfg.data.path);
-  if (root) fmt::print("data: {} ({} tokens)\n", dataset->describe(), dataset->size());
+  if (root) logging::info(fmt::format("data: {} ({} tokens)", dataset->describe(), dataset->size()));
   data::check_token_ids(*dataset, cfg.model.vocab_size, cfg.file + ": model.vocab_size");
   const auto tokenizer = data::load_tokenizer(cfg.data.tokenizer);
   if (tokenizer->vocab_size() > cfg.model.vocab_size)
@@ -84,14 +94,14 @@ int train_main(const std::string& config_path, bool resume, bool restart, const 
   if (cfg.validation.enabled()) {
     validation.emplace(trainer::open_validation_data(cfg, dataset, *tokenizer),
                        trainer::token_byte_lengths(*tokenizer, cfg.model.vocab_size), cfg.validation.batch);
-    if (root) fmt::print("validation: {}\n", validation->data().describe());
+    if (root) logging::info("validation: " + validation->data().describe());
   }
 
   trainer::TrainedModel trained = trainer::build_trained_model(cfg, device);
   RWKV model = trained.model;
   if (root)
-    fmt::print("model: {} parameters, {:.3e} forward FLOPs/token\n", parameter_count(*model),
-               trained.forward_flops_per_token);
+    logging::info(fmt::format("model: {} parameters, {:.3e} forward FLOPs/token", parameter_count(*model),
+                              trained.forward_flops_per_token));
 
   trainer::TrainEnv env;
   env.model = model.ptr();
@@ -101,7 +111,7 @@ int train_main(const std::string& config_path, bool resume, bool restart, const 
   };
   env.forward_flops_per_token = trained.forward_flops_per_token;
   env.read_weights = [&cfg](const std::string& path) {
-    return trainer::read_init_weights(path, cfg.model, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
+    return trainer::read_init_weights(path, cfg.model, [](const std::string& w) { logging::warn(w); });
   };
   env.comm = comm.get();
   if (validation)
@@ -113,7 +123,7 @@ int train_main(const std::string& config_path, bool resume, bool restart, const 
     // logs MFU, so only it measures (ranks measuring at once would slow each other's GEMMs).
     const trainer::Stage& first = cfg.stages.front();
     const auto peak = trainer::auto_peak(cfg.model, first.micro_batch * first.ctx_len, device);
-    fmt::print("MFU peak (log.peak_tflops: auto): {:.4g} TFLOP/s, {}\n", peak.tflops, peak.source);
+    logging::info(fmt::format("MFU peak (log.peak_tflops: auto): {:.4g} TFLOP/s, {}", peak.tflops, peak.source));
     cfg.log.peak_tflops = peak.tflops;
   }
 
@@ -121,13 +131,14 @@ int train_main(const std::string& config_path, bool resume, bool restart, const 
   std::signal(SIGTERM, on_signal);
   trainer::TrainControls controls;
   controls.stop = &g_stop;
+  controls.log_file = true;
   const auto report = trainer::run_training(cfg, env, controls);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
 
   if (root && report.exit != trainer::TrainExit::stopped && cfg.sample.length > 0) {
-    fmt::print("--- sample (temperature {}) ---\n{}\n---\n", cfg.sample.temperature,
-               sample_text(model, *tokenizer, cfg.sample, cfg.train.seed));
+    logging::info(fmt::format("--- sample (temperature {}) ---\n{}\n---", cfg.sample.temperature,
+                              sample_text(model, *tokenizer, cfg.sample, cfg.train.seed)));
   }
   return 0;
 }

@@ -3,7 +3,8 @@
 // Every failure ends here as one message on stderr and an exit status: 2 for a usage or config
 // error (bad option, bad config field, an output path that is refused), 1 for anything that went
 // wrong while working (data, checkpoint, disk, memory). LibTorch's errors carry a C++ backtrace
-// in what(); it is shown only with RWKV_BACKTRACE=1.
+// in what(); it is shown only with RWKV_BACKTRACE=1. A run that has opened its log file
+// (common/log/log.h) finds the message there too, at error level.
 #include <c10/util/Exception.h>
 
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <new>
 #include <string>
 
+#include "common/log/log.h"
 #include "trainer/cli/commands.h"
 #include "trainer/config/yaml_section.h"
 #include "trainer/io/output_path.h"
@@ -30,6 +32,7 @@ bool backtrace_wanted() {
 
 int fail(int code, const std::string& message) {
   std::fprintf(stderr, "rwkv: error: %s\n", message.c_str());
+  rwkv::logging::error_to_file(message);
   return code;
 }
 

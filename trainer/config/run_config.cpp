@@ -46,6 +46,20 @@ struct EnumNames<ResumeMode> {
                                                              {ResumeMode::restart, "restart"}};
 };
 
+template <>
+struct EnumNames<logging::Level> {
+  static constexpr std::pair<logging::Level, const char*> v[] = {{logging::Level::trace, "trace"},
+                                                                 {logging::Level::debug, "debug"},
+                                                                 {logging::Level::info, "info"},
+                                                                 {logging::Level::warn, "warn"},
+                                                                 {logging::Level::error, "error"}};
+};
+template <>
+struct EnumNames<LogConsole> {
+  static constexpr std::pair<LogConsole, const char*> v[] = {
+      {LogConsole::rank0, "rank0"}, {LogConsole::all, "all"}, {LogConsole::none, "none"}};
+};
+
 namespace {
 
 constexpr auto safe = OnResume::safe, unsafe = OnResume::unsafe;
@@ -273,6 +287,11 @@ const Fields<LogConfig>& log_fields() {
   static const Fields<LogConfig> f{
       value("every_steps", &LogConfig::every_steps, "a positive integer", positive_int, safe),
       peak_tflops_field(),
+      choice("level", &LogConfig::level, safe),
+      choice("console", &LogConfig::console, safe),
+      value("file_max_mb", &LogConfig::file_max_mb, "a size in MiB from 0.001 to 1048576", in_range(1e-3, 1 << 20), safe),
+      value("file_keep", &LogConfig::file_keep, "an integer from 0 to 1000 (rotated log files kept)",
+            [](const int64_t& v) { return v >= 0 && v <= 1000; }, safe),
   };
   return f;
 }

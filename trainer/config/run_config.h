@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/log/log.h"
 #include "rwkv/model_config.h"
 #include "trainer/optim/adam_config.h"
 #include "trainer/optim/lr_mult.h"
@@ -106,10 +107,18 @@ struct CheckpointConfig {
   std::string init_from;            // a checkpoint directory or a .pth: weights to start from
 };
 
+// Which ranks write their messages to the console; every rank writes its log file
+// (trainer/README.md "Logs").
+enum class LogConsole { rank0, all, none };
+
 struct LogConfig {
   int64_t every_steps = 10;
   double peak_tflops = 0;           // device peak for MFU (H100 bf16 dense: 989); 0: MFU not shown
   bool peak_auto = false;           // `peak_tflops: auto`: found at startup (trainer/bench/flops_peak.h)
+  logging::Level level = logging::Level::info;  // messages below it are dropped (common/log/log.h)
+  LogConsole console = LogConsole::rank0;
+  double file_max_mb = 64;          // a log file is rotated when it would pass this many MiB
+  int64_t file_keep = 5;            // rotated files kept (train.1.log … train.5.log)
 };
 
 // Held-out evaluation during the run (trainer/train/validation.h): loss, perplexity and bits per

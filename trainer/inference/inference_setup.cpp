@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "common/log/log.h"
 #include "trainer/checkpoint/model_source.h"
 #include "trainer/config/device.h"
 
@@ -17,7 +18,7 @@ InferenceSetup load_for_inference(const std::string& source, const std::string& 
     throw std::invalid_argument(std::string("--device ") + e.what());
   }
   const io::ModelSource src =
-      io::read_model_source(source, [](const std::string& w) { fmt::print(stderr, "warning: {}\n", w); });
+      io::read_model_source(source, [](const std::string& w) { logging::warn(w); });
   InferenceSetup out;
   out.tokenizer = data::load_tokenizer(!tokenizer.empty() ? tokenizer : !src.tokenizer.empty() ? src.tokenizer : "byte");
   const int64_t V = src.weights.config.vocab_size;

@@ -7,13 +7,13 @@
 #include <array>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
 #include <fmt/format.h>
 
 #include "common/durable_file.h"
+#include "common/log/log.h"
 
 namespace rwkv::io {
 
@@ -153,7 +153,7 @@ double event_wall_time() {
 }
 
 TensorBoardEventFile::TensorBoardEventFile(const fs::path& dir, std::function<void(const std::string&)> warn)
-    : warn_(warn ? std::move(warn) : [](const std::string& w) { std::fprintf(stderr, "warning: %s\n", w.c_str()); }) {
+    : warn_(warn ? std::move(warn) : [](const std::string& w) { logging::warn(w); }) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir))

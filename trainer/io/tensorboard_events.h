@@ -56,7 +56,7 @@ double event_wall_time();
 // when the file cannot be created.
 //
 // Each event is appended whole or not at all. A failed write (a full disk) is reported through
-// `warn` with the path and the errno text, and undone back to the last whole record; the event waits
+// `warn` (empty: the process log, common/log/log.h) with the path and the errno text, and undone back to the last whole record; the event waits
 // and is written, in order, by the next write that succeeds, so a reader never meets a torn record
 // followed by more data (which it would take as corruption) and no event is lost while the disk
 // recovers (as metrics.jsonl, trainer/train/metrics.h).

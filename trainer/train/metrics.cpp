@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -14,6 +13,7 @@
 #include <sstream>
 
 #include "common/durable_file.h"
+#include "common/log/log.h"
 #include <vector>
 
 namespace rwkv::trainer {
@@ -75,13 +75,9 @@ std::vector<ValidationRow> read_validation_records(const std::filesystem::path& 
   return out;
 }
 
-namespace {
-
-}  // namespace
-
 MetricsLog::MetricsLog(const std::filesystem::path& file, int64_t resume_step,
                        std::function<void(const std::string&)> warn)
-    : file_(file), warn_(warn ? std::move(warn) : [](const std::string& w) { std::fprintf(stderr, "warning: %s\n", w.c_str()); }) {
+    : file_(file), warn_(warn ? std::move(warn) : [](const std::string& w) { logging::warn(w); }) {
   std::vector<std::string> kept;
   if (std::filesystem::exists(file)) {
     std::ifstream in(file);

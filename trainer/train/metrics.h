@@ -48,10 +48,10 @@ std::vector<ValidationRow> read_validation_records(const std::filesystem::path& 
 
 // Appends records to <run_dir>/metrics.jsonl. Opening for a resumed run drops the records of
 // steps after `resume_step` (they were logged by the interrupted run and are about to be redone).
-// A failed write (a full disk) is reported through `warn` with the path and the errno text, and
-// undone back to the last whole line; its record waits and is written, in order, by the next
-// append that succeeds (the file is reopened), so a line is never torn and no record is lost
-// while the disk recovers.
+// A failed write (a full disk) is reported through `warn` (default: the process log,
+// common/log/log.h) with the path and the errno text, and undone back to the last whole line; its
+// record waits and is written, in order, by the next append that succeeds (the file is reopened),
+// so a line is never torn and no record is lost while the disk recovers.
 class MetricsLog {
  public:
   MetricsLog(const std::filesystem::path& file, int64_t resume_step,

@@ -69,9 +69,16 @@ void check_run_paths(const RunConfig& c) {
   require_folder_or_nothing(c, "train.run_dir", run_dir / "tb");
   require_file_or_nothing(c, run_dir / "metrics.jsonl");
   require_file_or_nothing(c, run_dir / "config.yaml");
+  require_file_or_nothing(c, run_dir / "train.log");
+  require_folder_or_nothing(c, "train.run_dir", run_dir / "logs");
   if (fs::is_directory(run_dir / kLockFile))
     throw ConfigError(fmt::format("{}: train.run_dir: '{}' is a directory; the run locks that file", c.file,
                                   (run_dir / kLockFile).string()));
+}
+
+fs::path run_log_path(const RunConfig& c, int rank) {
+  const fs::path run_dir = c.train.run_dir;
+  return rank == 0 ? run_dir / "train.log" : run_dir / "logs" / fmt::format("rank-{}.log", rank);
 }
 
 std::vector<fs::path> run_lock_dirs(const RunConfig& c) {

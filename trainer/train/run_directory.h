@@ -15,7 +15,10 @@
 //     metrics.N.jsonl first, and its TensorBoard folder tb/ to tb.N/;
 //   - a resumed run moves the step-N directories newer than the checkpoint it resumed from (they
 //     did not load) to unreadable-step-N, so neither retention nor a new checkpoint of that step
-//     removes them.
+//     removes them;
+//   - the log files are the one exception to "only rank 0 writes": each rank appends to its own,
+//     train.log (rank 0) or logs/rank-N.log, which a fresh start, a resume and a restart all
+//     continue (a log is the history of every start).
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -40,6 +43,10 @@ class RunDirectoryLock {
  private:
   std::vector<int> fds_;
 };
+
+// The log file of rank `rank` (trainer/README.md "Logs"): <run_dir>/train.log for rank 0,
+// <run_dir>/logs/rank-N.log for the others.
+std::filesystem::path run_log_path(const RunConfig& config, int rank);
 
 // The folders rank 0 locks for `config`: the run directory, and checkpoint.dir when outside it.
 std::vector<std::filesystem::path> run_lock_dirs(const RunConfig& config);

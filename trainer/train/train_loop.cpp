@@ -1,14 +1,16 @@
 #include "trainer/train/train_loop.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <limits>
 #include <map>
 #include <optional>
 
+#include "common/log/log.h"
 #include "data/sampler.h"
 #include "trainer/config/device.h"
 #include "trainer/config/yaml_section.h"
@@ -77,21 +79,20 @@ namespace {
 
 using Sink = std::function<void(const std::string&)>;
 
-// What the run says: rank 0 speaks for it; the other ranks would repeat it.
+// What the run says: by default every rank says it into the process log (common/log/log.h),
+// whose console hears rank 0 and whose files each rank's own; a test's sinks hear rank 0 alone
+// (the other ranks would repeat it).
 struct Voice {
   Sink print, warn;
 };
 
 Voice voice_of(bool root, const TrainControls& controls) {
   const Sink silent = [](const std::string&) {};
-  if (!root) return {silent, silent};
-  return {controls.print ? controls.print : Sink([](const std::string& s) {
-    std::printf("%s\n", s.c_str());
-    std::fflush(stdout);
-  }),
-          controls.warn ? controls.warn : Sink([](const std::string& s) {
-            std::fprintf(stderr, "warning: %s\n", s.c_str());
-          })};
+  const auto sink = [&](const Sink& given, logging::Level level) {
+    if (given) return root ? given : silent;
+    return Sink([level](const std::string& s) { logging::write(level, s); });
+  };
+  return {sink(controls.print, logging::Level::info), sink(controls.warn, logging::Level::warn)};
 }
 
 // state.json passed its hash, but a hand-edited (or forged) one must still describe a position
@@ -235,6 +236,9 @@ TrainStep::Batch rank_batch(BatchSource& source, const Stage& stage, int64_t acc
   return [&source, &progress, layout, rank = comm.rank()](int64_t micro) {
     std::vector<int64_t> rows = data::micro_batch_indices(layout, 0, static_cast<int>(micro), rank);
     for (auto& g : rows) g += progress.stage_samples;
+    if (logging::enabled(logging::Level::trace))
+      logging::trace(fmt::format("step {} micro-batch {}: samples {} of stage {}", progress.step + 1, micro,
+                                 fmt::join(rows, " "), progress.stage));
     return source.samples_at(rows);
   };
 }
@@ -350,6 +354,9 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
   TrainProgress& progress = report.progress;
   check_run_paths(cfg);
   const std::unique_ptr<RunDirectoryLock> lock = claim_run_directory(cfg, comm, voice);
+  if (controls.log_file)  // only now: a run refused the directory must not write into another run's log
+    logging::open_file(run_log_path(cfg, comm.rank()), static_cast<size_t>(cfg.log.file_max_mb * (1 << 20)),
+                       static_cast<size_t>(cfg.log.file_keep));
   report.resumed = resume_or_init(cfg, env, step, comm, device, voice, progress);
   if (comm.is_root()) keep_earlier_records(cfg, report.resumed, progress.step, voice);
   std::optional<MetricsLog> metrics_log = prepare_run_directory(cfg, comm.is_root(), progress.step, voice.warn);
@@ -374,6 +381,7 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
     const TrainStep::Batch batch = rank_batch(*source, stage, accum, comm, progress);
 
     while (progress.stage_step < stage.steps && progress.step < end_step) {
+      const auto step_start = std::chrono::steady_clock::now();
       const StepResult r = step.train_step(stage, progress.stage_step, accum, batch, hooks);
       if (r.stopped) {
         report.checkpoint = checkpointer.save(progress);
@@ -382,6 +390,11 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
         return report;
       }
       record_step(cfg, stage, r, step.optimizer().steps(), progress, report, voice);
+      if (logging::enabled(logging::Level::debug))  // this rank's timeline: where a slow rank shows
+        logging::debug(fmt::format("step {} took {:.3f} s on this rank (loss {:.6f}, grad norm {:.4g}, lr {:.4g})",
+                                   progress.step,
+                                   std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count(),
+                                   r.loss, r.grad_norm, r.lr));
       if (progress.skipped_in_row >= cfg.train.nan_skip_limit) {
         report.checkpoint = checkpointer.save(progress);  // still the last good weights: skips never touch them
         throw std::runtime_error(fmt::format(

@@ -16,8 +16,8 @@
 //
 // Several ranks: every rank runs this loop on its rows of each global batch
 // (data/sampler.h), the optimizer step goes through trainer/dist/parallel_optimizer.h so all ranks
-// hold the same weights after it, and only rank 0 prints, writes config.yaml, metrics.jsonl and
-// checkpoints (the others wait for its word). Rank 0's initial weights are broadcast; a resumed
+// hold the same weights after it, and only rank 0 writes config.yaml, metrics.jsonl and
+// checkpoints (the others wait for its word); each rank logs into its own file. Rank 0's initial weights are broadcast; a resumed
 // run checks that all ranks found the same checkpoint. Stop requests are agreed before every
 // micro-batch, so all ranks stop at the same one. A collective that does not complete within
 // train.dist_timeout_s (a rank died) throws on the survivors.
@@ -74,8 +74,13 @@ struct TrainControls {
   // With several ranks and train.overlap_grad_reduce the gradients are packed for the
   // all-reduce during backward, so changes made here only reach a one-process run.
   std::function<void(const TrainProgress& p, const NamedTensors& params)> after_backward;
-  // Where lines go (default: stdout / stderr for warnings).
+  // Where the run's lines and warnings go. Default: the process log (common/log/log.h) on every
+  // rank; a sink given here hears rank 0's alone.
   std::function<void(const std::string&)> print, warn;
+  // cmd_train: once the run directory is claimed, the process log also goes into this rank's log
+  // file (trainer/train/run_directory.h run_log_path), rotated at log.file_max_mb, for the rest of
+  // the process.
+  bool log_file = false;
 };
 
 enum class TrainExit { finished, max_steps, stopped };

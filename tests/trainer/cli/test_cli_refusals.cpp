@@ -134,6 +134,12 @@ TEST_CASE("bad inputs to the `rwkv` binary: exit status, one message, no backtra
   run_after.erase("rwkv.lock");  // the refused trainers took the lock (and left it free)
   auto run_expected = run_before;
   run_expected.erase("rwkv.lock");
+  // Those refused after taking the lock told it to the run's log: appended, nothing rewritten.
+  const std::string log_before = run_expected["train.log"], log_after = run_after["train.log"];
+  CHECK(log_after.rfind(log_before, 0) == 0);
+  CHECK_THAT(log_after.substr(log_before.size()), Catch::Contains("cannot resume") && Catch::Contains("--restart"));
+  run_after.erase("train.log");
+  run_expected.erase("train.log");
   CHECK(run_after == run_expected);
   CHECK(tree(d / "photos") == photos_before);
   CHECK(rwkv::test::slurp(d / "notes.txt") == "the user's notes\n");
@@ -175,11 +181,11 @@ TEST_CASE("`rwkv train` on a full disk: warnings naming metrics.jsonl, no torn l
     ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
   } unmount{disk};
   {
-    // leave 4 pages (tmpfs allocates whole pages): rwkv.lock, config.yaml, some metrics lines and
-    // TensorBoard events; none for a checkpoint
+    // leave 5 pages (tmpfs allocates whole pages): rwkv.lock, train.log, config.yaml, some metrics
+    // lines and TensorBoard events; none for a checkpoint
     std::ofstream filler(disk / "filler", std::ios::binary);
     const std::string page(4096, 'x');
-    for (int i = 0; i < 256 / 4 - 4; ++i) filler << page;
+    for (int i = 0; i < 256 / 4 - 5; ++i) filler << page;
   }
   const std::string cfg = prepare(dir.path(), disk / "run");
   std::string out;

@@ -1,7 +1,7 @@
 // Bad config input that used to be accepted silently: duplicate keys, lr_mult typos and how a
 // given lr_mult meets the defaults, counts that overflow the 64-bit step arithmetic, `--set key=`
-// with nothing, reals that fp32 cannot hold, too many threads; and the per-field resume rules of
-// the tables against the documented list (trainer/config/run_config.h).
+// with nothing, reals that fp32 cannot hold, too many threads, log settings out of range; and the
+// per-field resume rules of the tables against the documented list (trainer/config/run_config.h).
 #include <catch2/catch.hpp>
 
 #include <fmt/format.h>
@@ -244,6 +244,8 @@ TEST_CASE("config: each field's resume rule is the documented one", "[config]") 
       {"checkpoint.write_timeout_s=60", true},
       {"train.segment_len=16", true},       {"train.segment_grad=truncated", false},
       {"log.every_steps=1", true},          {"log.peak_tflops=989", true},
+      {"log.level=debug", true},            {"log.console=all", true},
+      {"log.file_max_mb=1", true},          {"log.file_keep=0", true},
       {"sample.prompt=Hi", true},           {"sample.length=5", true},
       {"sample.temperature=0", true},       {"validation.split_tokens=2000", false},
       {"validation.max_tokens=500", true},  {"validation.every_steps=7", true},
@@ -316,4 +318,30 @@ TEST_CASE("config: the validation section names its held-out data once; bad valu
   CHECK(back.validation.batch == 2);
   CHECK_FALSE(parse(kBase).validation.enabled());
   CHECK(parse(kBase).to_yaml().find("validation") == std::string::npos);
+}
+
+TEST_CASE("config: the log section's level, console and file limits name the key and the choices", "[config]") {
+  // kBase has 18 lines: the section is line 19.
+  CHECK_THAT(error_of(kBase + "log: {level: loud}\n"),
+             Catch::Contains("cfg.yaml:19: log.level: expected one of trace|debug|info|warn|error, got 'loud'"));
+  CHECK_THAT(error_of(kBase + "log: {console: rank1}\n"),
+             Catch::Contains("cfg.yaml:19: log.console: expected one of rank0|all|none, got 'rank1'"));
+  CHECK_THAT(error_of(kBase + "log: {file_max_mb: 0}\n"),
+             Catch::Contains("cfg.yaml:19: log.file_max_mb: expected a size in MiB from 0.001 to 1048576"));
+  CHECK_THAT(error_of(kBase + "log: {file_keep: -1}\n"),
+             Catch::Contains("cfg.yaml:19: log.file_keep: expected an integer from 0 to 1000"));
+  const RunConfig given = parse(kBase + "log: {level: warn, console: all, file_max_mb: 0.5, file_keep: 0}\n");
+  CHECK(given.log.level == rwkv::logging::Level::warn);
+  CHECK(given.log.console == LogConsole::all);
+  CHECK(given.log.file_max_mb == 0.5);
+  CHECK(given.log.file_keep == 0);
+  // The defaults, and the effective config reads back the same.
+  const RunConfig plain = parse(kBase);
+  CHECK(plain.log.level == rwkv::logging::Level::info);
+  CHECK(plain.log.console == LogConsole::rank0);
+  const RunConfig again = parse_run_config(given.to_yaml(), "effective.yaml");
+  CHECK(again.log.level == rwkv::logging::Level::warn);
+  CHECK(again.log.console == LogConsole::all);
+  CHECK(again.log.file_max_mb == 0.5);
+  CHECK(again.log.file_keep == 0);
 }
