@@ -9,6 +9,7 @@
 // backward keeps the per-step states in the (3, B, T, C) workspace instead of T-sized arrays.
 // No shared memory, barriers, warp intrinsics or atomics: each thread is independent, which is
 // what makes the host launch of kernels/host_cuda.h a correct execution.
+#include "kernels/kernel_io.h"
 #include "kernels/kernel_shim.h"
 #include "kernels/wkv_kernel_args.h"
 #include "kernels/wkv_math.h"
@@ -17,20 +18,6 @@ namespace rwkv::kernels::RWKV_KERNEL_NAMESPACE {
 namespace {
 
 constexpr int kThreads = 128;
-
-__device__ __forceinline__ float load(float x) { return x; }
-__device__ __forceinline__ float load(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <class IO>
-__device__ __forceinline__ IO store(float x);
-template <>
-__device__ __forceinline__ float store<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 store<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
 
 // Look-ahead over time. Each step's loads do not depend on the recurrence, but the compiler does
 // not move them across steps (the IEEE division's slow-path branch in every step stands between),

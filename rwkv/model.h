@@ -33,6 +33,12 @@ class RWKVImpl : public torch::nn::Module {
   // The same, continuing from `state` (one LayerState per block), which is advanced past the last
   // token: prefill is forward(prompt, state) on an initial state, an RNN step is T = 1.
   torch::Tensor forward(const torch::Tensor& tokens, RnnState& state);
+  // The two halves of forward(tokens, state): the blocks' output (B, T, D) before ln_out, then
+  // ln_out and the head on hidden states (..., D) → logits (..., V). Prefill (rwkv/rnn.h) needs the
+  // logits of the last position only: the head (a D×V product per position, the largest of the
+  // model at 169M) is then computed once instead of T times.
+  torch::Tensor hidden(const torch::Tensor& tokens, RnnState& state);
+  torch::Tensor logits(const torch::Tensor& hidden);
 
   const ModelConfig& config() const { return config_; }
   Block block(int64_t layer) const { return blocks_.at(layer); }
@@ -43,7 +49,7 @@ class RWKVImpl : public torch::nn::Module {
   LinearNoBias head{nullptr};
 
  private:
-  torch::Tensor run(const torch::Tensor& tokens, RnnState* state);
+  torch::Tensor run_blocks(const torch::Tensor& tokens, RnnState* state);
 
   ModelConfig config_;
   std::vector<Block> blocks_;  // typed handles to the modules in `blocks`

@@ -24,7 +24,8 @@ Prefill prefill(RWKV& model, const torch::Tensor& prompt) {
   Prefill out{torch::Tensor(),
               initial_state(model->config(), prompt.size(0),
                             torch::TensorOptions().dtype(emb.dtype()).device(emb.device()))};
-  out.logits = model->forward(prompt, out.state).select(1, prompt.size(1) - 1);
+  // ln_out and the head at the last position only: the others' predictions are never used.
+  out.logits = model->logits(model->hidden(prompt, out.state).select(1, prompt.size(1) - 1));
   return out;
 }
 

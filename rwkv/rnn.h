@@ -22,7 +22,8 @@ struct Prefill {
   RnnState state;        // continues the sequence with rnn_step
 };
 
-// Runs a prompt (B, T) in parallel mode from the initial state. No autograd.
+// Runs a prompt (B, T) in parallel mode from the initial state, the head at the last position
+// only (RWKVImpl::hidden, logits). No autograd.
 Prefill prefill(RWKV& model, const torch::Tensor& prompt);
 
 }  // namespace rwkv

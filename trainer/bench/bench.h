@@ -5,6 +5,7 @@
 //   wkv       the WKV op, forward and forward+backward, against a per-timestep ATen loop
 //   train     the training step of a config against the rate of its own GEMMs alone
 //   generate  RNN-mode generation at given context lengths: tokens/s and memory
+//   loss      the fused training loss against the unfused formulation (trainer/bench/bench_loss.h)
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 

@@ -1,8 +1,9 @@
-// `rwkv bench wkv|train|generate`: registration of the options; the benchmarks themselves are in
+// `rwkv bench wkv|train|generate|loss`: registration of the options; the benchmarks themselves are in
 // trainer/bench/bench_*.cpp (trainer/bench/bench.h).
 #include <torch/torch.h>
 
 #include "trainer/bench/bench.h"
+#include "trainer/bench/bench_loss.h"
 #include "trainer/cli/commands.h"
 #include "trainer/cli/option_checks.h"
 #include "trainer/io/output_path.h"
@@ -68,6 +69,23 @@ void add_bench_command(CLI::App& app) {
   train->callback([] {
     t_out.check(t.json, {t.config});
     bench::bench_train(t);
+  });
+
+  static bench::LossOptions l;
+  auto* loss = bench->add_subcommand(
+      "loss", "The training loss (fused cross-entropy + L2Wrap) vs the unfused formulation: time, memory");
+  loss->add_option("--rows", l.rows, "token positions (B*T)")->capture_default_str();
+  loss->add_option("--vocab", l.vocab, "vocabulary size")->capture_default_str();
+  loss->add_option("--factor", l.factor, "L2Wrap factor")->capture_default_str();
+  loss->add_option("--runs", l.runs, "timed runs")->capture_default_str();
+  loss->add_option("--warmup", l.warmup, "untimed runs first")->capture_default_str();
+  loss->add_option("--device", l.device, "cpu or cuda[:N]")->check(device_name)->capture_default_str();
+  loss->add_option("--dtype", l.dtype, "logits dtype")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
+  static JsonOut l_out;
+  l_out.add(loss, l.json);
+  loss->callback([] {
+    l_out.check(l.json, {});
+    bench::bench_loss(l);
   });
 
   static bench::GenerateOptions g;

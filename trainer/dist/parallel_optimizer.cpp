@@ -21,7 +21,7 @@ class ReplicatedAdam : public ParallelOptimizer {
 
   void before_last_backward() override { sync_.arm_for_backward(); }
   void reduce_gradients() override { sync_.average(); }
-  double grad_norm() override { return global_grad_norm(params_); }
+  torch::Tensor grad_norm() override { return global_grad_norm(params_); }
   void clip(double norm, double max_norm) override { clip_gradients(params_, norm, max_norm); }
   void step(double lr, const LrMult& mult) override { adam_.step(lr, mult); }
   int64_t steps() const override { return adam_.steps(); }
@@ -106,10 +106,10 @@ class ShardedAdam : public ParallelOptimizer {
     for (const auto& [name, p] : params_) p.mutable_grad() = torch::Tensor();
   }
 
-  double grad_norm() override {
+  torch::Tensor grad_norm() override {
     auto sq = grad_.to(torch::kFloat64).square().sum().reshape({1});
     comm_.all_reduce_sum(sq);
-    return std::sqrt(sq.item<double>());
+    return sq.sqrt().reshape({});
   }
 
   void clip(double norm, double max_norm) override {

@@ -41,8 +41,9 @@ class ParallelOptimizer {
   // completes). The sharded stages reduce after backward and ignore it.
   virtual void before_last_backward() {}
   // The global L2 norm of the averaged gradient, identical on every rank (+inf/NaN when any
-  // element is non-finite). Collective for the sharded stages.
-  virtual double grad_norm() = 0;
+  // element is non-finite): a 0-dim fp64 tensor on the parameters' device, not read to the host.
+  // Collective for the sharded stages.
+  virtual torch::Tensor grad_norm() = 0;
   // Scales the averaged gradient by clip_coefficient(norm, max_norm).
   virtual void clip(double norm, double max_norm) = 0;
   // One Adam update at base rate `lr`; afterwards every rank holds the same parameters. Collective.

@@ -114,16 +114,18 @@ void Adam::load_state(const NamedTensors& state, int64_t steps) {
   steps_ = steps;
 }
 
-double global_grad_norm(const NamedTensors& params) {
-  double sq = 0;
-  for (const auto& [name, p] : params) {
-    if (!p.grad().defined()) continue;
-    // No fp64 copy of the gradient (it cost more than Adam on a 169M CPU step): ATen's CPU
-    // reductions of fp32 accumulate in double already; the sum over tensors is in double here.
-    const double n = p.grad().detach().norm().item<double>();
-    sq += n * n;
-  }
-  return std::sqrt(sq);
+torch::Tensor global_grad_norm(const NamedTensors& params) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& [name, p] : params)
+    if (p.grad().defined()) grads.push_back(p.grad().detach());
+  if (grads.empty())
+    return torch::zeros({}, params.empty() ? torch::TensorOptions().dtype(torch::kFloat64)
+                                           : params.front().tensor.options().dtype(torch::kFloat64));
+  // One norm per tensor in its own dtype (no fp64 copy of the gradients: it cost more than Adam on
+  // a 169M CPU step; ATen's CPU reductions of fp32 accumulate in double already), then their
+  // squares summed in double, all on the device.
+  const auto norms = at::_foreach_norm(grads, 2);
+  return torch::stack(norms).to(torch::kFloat64).square().sum().sqrt();
 }
 
 double clip_coefficient(double norm, double max_norm) {

@@ -62,8 +62,10 @@ struct AdamGroup {
 // one device.
 void adam_update_group(AdamGroup& group, double plr, bool decay, int64_t t, const AdamConfig& config);
 
-// The global L2 norm of all gradients (in double; +inf/NaN when any gradient is non-finite).
-double global_grad_norm(const NamedTensors& params);
+// The global L2 norm of all gradients, a 0-dim fp64 tensor on their device, not read to the host
+// (the training step reads it with the loss, trainer/train/train_step.h); +inf/NaN when any
+// gradient is non-finite, 0 when no parameter has one.
+torch::Tensor global_grad_norm(const NamedTensors& params);
 // max_norm/(norm + 1e-6) when norm > max_norm, else 1 (torch's clip_grad_norm_; 0 disables).
 double clip_coefficient(double norm, double max_norm);
 // Scales all gradients by clip_coefficient(norm, max_norm).

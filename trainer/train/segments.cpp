@@ -49,9 +49,9 @@ std::vector<std::pair<int64_t, int64_t>> segment_bounds(int64_t ctx_len, int64_t
   return out;
 }
 
-double segmented_forward_backward(const StepForward& model, const torch::Tensor& inputs, const torch::Tensor& targets,
-                                  int64_t segment_len, SegmentGrad mode, bool bf16, const SegmentLossFn& loss_of,
-                                  const SegmentCallbacks& callbacks) {
+torch::Tensor segmented_forward_backward(const StepForward& model, const torch::Tensor& inputs,
+                                         const torch::Tensor& targets, int64_t segment_len, SegmentGrad mode, bool bf16,
+                                         const SegmentLossFn& loss_of, const SegmentCallbacks& callbacks) {
   if (!model.from_state || !model.initial_state)
     throw std::invalid_argument("train.segment_len: this model carries no RNN state, so it cannot run in segments");
   const int64_t T = inputs.size(1);
@@ -68,7 +68,8 @@ double segmented_forward_backward(const StepForward& model, const torch::Tensor&
     AutocastScope autocast(bf16);
     return loss_of(model.from_state(piece(inputs, s), state), piece(targets, s), share(s));
   };
-  double loss = 0;
+  torch::Tensor loss;  // the sum of the segments' values, on the device
+  const auto add = [&](const torch::Tensor& value) { loss = loss.defined() ? loss + value : value; };
 
   if (mode == SegmentGrad::truncated) {
     RnnState state = model.initial_state(inputs.size(0));
@@ -80,7 +81,7 @@ double segmented_forward_backward(const StepForward& model, const torch::Tensor&
         notify(callbacks.before_last_backward);
       }
       l.backprop.backward();
-      loss += l.value.item<double>();
+      add(l.value);
     }
     return loss;
   }
@@ -117,7 +118,7 @@ double segmented_forward_backward(const StepForward& model, const torch::Tensor&
     }
     if (s == 0) notify(callbacks.before_last_backward);
     torch::autograd::backward(roots, grads);
-    loss += l.value.item<double>();
+    add(l.value);
     end_grads.clear();
     for (auto& leaf : start_leaves) end_grads.push_back(leaf.grad());
     starts[s] = RnnState();

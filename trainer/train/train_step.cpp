@@ -6,10 +6,11 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <torch/csrc/distributed/c10d/Work.hpp>
 
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/train/autocast_scope.h"
-#include "trainer/train/l2wrap.h"
+#include "trainer/train/cross_entropy_l2wrap.h"
 
 namespace rwkv::trainer {
 
@@ -40,16 +41,33 @@ StepResult TrainStep::train_step(const Stage& stage, int64_t stage_step, int64_t
   StepResult result;
   result.lr = learning_rate(stage, stage_step);
   drop_gradients();
-  double loss_sum = 0;
+  host_reads_ = 0;
+  const auto asks = [&](int64_t micro) { return hooks.stop_before && hooks.stop_before(micro); };
+  // With a process group the ranks agree where to stop (a signal reaches them at slightly different
+  // times: they stop where any one asks), one micro-batch ahead (train_step.h).
+  torch::Tensor flag;
+  c10::intrusive_ptr<c10d::Work> agreement;
+  const auto start_agreement = [&](int64_t micro) {
+    flag = torch::full({1}, asks(micro) ? 1.0 : 0.0, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+    agreement = comm_.start_all_reduce_sum(flag);
+  };
+  if (comm_.grouped()) start_agreement(0);
+  auto loss_sum = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
-    bool stop = hooks.stop_before && hooks.stop_before(micro);
-    // A signal reaches the ranks at slightly different times: stop where any rank asks.
-    if (comm_.grouped()) stop = sum_over_ranks(comm_, stop ? 1 : 0, device_) > 0;
+    bool stop = false;
+    if (comm_.grouped()) {
+      comm_.wait(agreement);
+      stop = read_to_host(flag).item<double>() > 0;
+      if (!stop && micro + 1 < micro_batches) start_agreement(micro + 1);
+    } else {
+      stop = asks(micro);
+    }
     if (stop) {
       // The partial accumulation is dropped: the caller's last complete step stands, and the step
       // is redone from its first micro-batch on the same samples.
       drop_gradients();
       result.stopped = true;
+      result.host_reads = host_reads_;
       return result;
     }
     loss_sum += forward_backward(batch(micro), stage, micro_batches, micro == micro_batches - 1, hooks);
@@ -57,35 +75,38 @@ StepResult TrainStep::train_step(const Stage& stage, int64_t stage_step, int64_t
   if (hooks.after_backward) hooks.after_backward(params_);
   // Identical on every rank from here (averaged loss and gradients), so all take the same branch.
   optimizer_->reduce_gradients();
-  result.loss = sum_over_ranks(comm_, loss_sum, device_) / static_cast<double>(micro_batches * comm_.world_size());
-  update(stage, result);
+  if (comm_.grouped()) comm_.all_reduce_sum(loss_sum);
+  update(stage, (loss_sum / static_cast<double>(micro_batches * comm_.world_size())).reshape({}), result);
   if (hooks.phase) hooks.phase(StepPhase::update);
+  result.host_reads = host_reads_;
   return result;
 }
 
-double TrainStep::forward_backward(const torch::Tensor& tokens, const Stage& stage, int64_t micro_batches, bool last,
-                                   const StepHooks& hooks) {
+torch::Tensor TrainStep::forward_backward(const torch::Tensor& tokens, const Stage& stage, int64_t micro_batches,
+                                          bool last, const StepHooks& hooks) {
   const int64_t ctx_len = stage.ctx_len;
   if (tokens.dim() != 2 || tokens.size(1) != ctx_len + 1)
     throw std::invalid_argument(fmt::format("train step: a micro-batch must be (rows, ctx_len + 1 = {}) tokens, got {}",
                                             ctx_len + 1, fmt::join(tokens.sizes(), "x")));
-  const auto batch = tokens.to(device_, torch::kLong);
+  // Host tokens go to a GPU from pinned memory without blocking: a pageable copy would wait for
+  // the device to finish the work queued so far (one host sync per micro-batch).
+  const auto batch = tokens.is_cpu() && device_.is_cuda()
+                         ? tokens.contiguous().pin_memory().to(device_, torch::kLong, /*non_blocking=*/true)
+                         : tokens.to(device_, torch::kLong);
   const auto inputs = batch.narrow(1, 0, ctx_len), targets = batch.narrow(1, 1, ctx_len);
   // Each micro-batch's loss is divided by the rank's micro-batch count, and the gradient averaged
   // over ranks, so the result is that of one batch of micro_batch·grad_accum samples; L2Wrap
-  // follows the same scale (trainer/train/l2wrap.h). A segment's loss is its mean weighted by its
-  // share of the sample: the sum over segments is the sample's mean, and L2Wrap's per-position
-  // push factor/(B·t)·share equals the whole sample's factor/(B·T).
+  // follows the same scale (trainer/train/cross_entropy_l2wrap.h). A segment's loss is its mean
+  // weighted by its share of the sample: the sum over segments is the sample's mean, and L2Wrap's
+  // per-position push factor/(B·t)·share equals the whole sample's factor/(B·T).
   const auto loss_of = [&](const torch::Tensor& logits, const torch::Tensor& seg_targets, double share) {
-    const auto ce = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab_}).to(torch::kFloat32),
-                                                         seg_targets.reshape({-1}));
-    const auto total = l2wrap_ > 0 ? l2wrap(ce, logits, l2wrap_) : ce;
-    return SegmentLoss{total * (share / static_cast<double>(micro_batches)), ce.detach() * share};
+    const auto ce = cross_entropy_l2wrap(logits, seg_targets, l2wrap_);
+    return SegmentLoss{ce * (share / static_cast<double>(micro_batches)), ce.detach().to(torch::kFloat64) * share};
   };
   const auto phase = [&](StepPhase p) {
     if (hooks.phase) hooks.phase(p);
   };
-  double value = 0;
+  torch::Tensor value;
   if (stage.segment() < ctx_len) {
     SegmentCallbacks callbacks{[&] { phase(StepPhase::forward); },
                                [&] {
@@ -102,20 +123,29 @@ double TrainStep::forward_backward(const torch::Tensor& tokens, const Stage& sta
     phase(StepPhase::forward);
     if (last) optimizer_->before_last_backward();
     loss.backprop.backward();
-    value = loss.value.item<double>();
+    value = loss.value;
   }
   phase(StepPhase::backward);
   return value;
 }
 
-void TrainStep::update(const Stage& stage, StepResult& result) {
-  result.grad_norm = optimizer_->grad_norm();
+void TrainStep::update(const Stage& stage, const torch::Tensor& mean_loss, StepResult& result) {
+  // The step's one read: what the guard and clipping need, together.
+  const auto host = read_to_host(torch::stack({mean_loss, optimizer_->grad_norm()}));
+  const double* values = host.const_data_ptr<double>();
+  result.loss = values[0];
+  result.grad_norm = values[1];
   result.applied = std::isfinite(result.loss) && std::isfinite(result.grad_norm);
   if (result.applied) {
     optimizer_->clip(result.grad_norm, grad_clip_);
     optimizer_->step(result.lr, stage.lr_mult);
   }
   drop_gradients();
+}
+
+torch::Tensor TrainStep::read_to_host(const torch::Tensor& t) {
+  ++host_reads_;
+  return t.to(torch::kCPU).contiguous();
 }
 
 void TrainStep::drop_gradients() {

@@ -9,15 +9,23 @@
 //                     learning rate (trainer/optim/lr_schedule.h).
 //   forward_backward  one micro-batch: the forward under bf16 autocast on CUDA
 //                     (trainer/train/autocast_scope.h; activation checkpointing is part of the
-//                     forward, trainer/train/trained_model.h), cross-entropy + L2Wrap
-//                     (trainer/train/l2wrap.h), backward of the loss divided by the rank's
-//                     micro-batch count — the whole sample at once, or in the stage's segments
-//                     carrying the RNN state (trainer/train/segments.h). Before the last backward
-//                     the optimizer may start reducing gradient buckets as autograd produces them.
-// Host syncs, the same as training has always had: each micro-batch's loss is read (item); with
-// several ranks a stop request is agreed before each micro-batch (one all-reduce of one number);
-// the global norm and the step's mean loss are read once per step. The optional phase hook is the
-// place where a benchmark may synchronize; training passes none.
+//                     forward, trainer/train/trained_model.h), the fused cross-entropy + L2Wrap
+//                     (trainer/train/cross_entropy_l2wrap.h), backward of the loss divided by the
+//                     rank's micro-batch count — the whole sample at once, or in the stage's
+//                     segments carrying the RNN state (trainer/train/segments.h). Before the last
+//                     backward the optimizer may start reducing gradient buckets as autograd
+//                     produces them.
+// Host syncs: one read from the device per step, of the step's mean loss and the gradient norm
+// together (the guard and clipping need both); the micro-batches' losses are summed on the
+// device, the norm is computed there (trainer/optim/optimizer.h global_grad_norm), and on CUDA the
+// tokens go up from pinned memory without waiting. A run of one process asks for a stop before
+// each micro-batch without any collective. With several ranks (or a one-rank group) the ranks must
+// agree where to stop: the answer before micro-batch m+1 is all-reduced in the background while
+// micro-batch m runs and read before m+1 (so the device still has micro-batch m queued while the
+// host waits), and the answer before micro-batch 0 at the start of the step: micro_batches reads
+// more. A stop is still agreed between micro-batches, so a signal stops a long accumulation
+// part-way. StepResult::host_reads counts them (tests/trainer/train/test_train_step_syncs.cpp).
+// The optional phase hook is the place where a benchmark may synchronize; training passes none.
 #include <torch/torch.h>
 
 #include <functional>
@@ -32,12 +40,12 @@
 namespace rwkv::trainer {
 
 // Where a step is when the phase hook is called: after a micro-batch's forward and loss, after its
-// backward (and the read of its loss), after the optimizer update (sync, guard, clip, Adam).
+// backward, after the optimizer update (sync, the read of loss and norm, guard, clip, Adam).
 enum class StepPhase { forward, backward, update };
 
 struct StepHooks {
-  // Asked on this rank before micro-batch `micro` (0 … micro_batches−1); the ranks stop where any
-  // one asks.
+  // Asked on this rank whether to stop before micro-batch `micro` (0 … micro_batches−1); the ranks
+  // stop where any one asks. With a process group it is asked for micro-batch m+1 before m runs.
   std::function<bool(int64_t micro)> stop_before;
   // After the last backward, before the sync and the guard, with this rank's accumulated
   // gradients (tests inject non-finite values here). With several ranks and overlapped gradient
@@ -53,6 +61,7 @@ struct StepResult {
   double loss = 0;         // mean cross-entropy over the global batch (all ranks), without L2Wrap
   double grad_norm = 0;    // of the averaged gradient, before clipping
   double lr = 0;           // the step's base learning rate
+  int64_t host_reads = 0;  // device-to-host reads the step made (see the top of this file)
 };
 
 // The sum over ranks of one number per rank (through a tensor on `device`: NCCL needs CUDA).
@@ -76,8 +85,8 @@ class TrainStep {
   StepResult train_step(const Stage& stage, int64_t stage_step, int64_t micro_batches, const Batch& batch,
                         const StepHooks& hooks = {});
   // One micro-batch of `stage` (its ctx_len and segments): forward and backward, accumulating
-  // into the gradients; returns its loss.
-  double forward_backward(const torch::Tensor& tokens, const Stage& stage, int64_t micro_batches, bool last,
+  // into the gradients; returns its loss, a 0-dim fp64 tensor on the device (not read).
+  torch::Tensor forward_backward(const torch::Tensor& tokens, const Stage& stage, int64_t micro_batches, bool last,
                           const StepHooks& hooks);
 
   ParallelOptimizer& optimizer() { return *optimizer_; }
@@ -85,10 +94,12 @@ class TrainStep {
   const NamedTensors& params() const { return params_; }
 
  private:
-  // The norm, the non-finite guard, clipping and Adam, after the gradients were reduced and
-  // result.loss averaged.
-  void update(const Stage& stage, StepResult& result);
+  // The norm, the one read of it and of `mean_loss` (0-dim fp64 on the device, averaged over the
+  // ranks), the non-finite guard, clipping and Adam, after the gradients were reduced.
+  void update(const Stage& stage, const torch::Tensor& mean_loss, StepResult& result);
   void drop_gradients();
+  // Every device-to-host read of a step goes through here, counted in host_reads_.
+  torch::Tensor read_to_host(const torch::Tensor& t);
 
   NamedTensors params_;
   StepForward forward_;
@@ -99,6 +110,7 @@ class TrainStep {
   int64_t vocab_;
   double l2wrap_, grad_clip_;
   std::unique_ptr<ParallelOptimizer> optimizer_;
+  int64_t host_reads_ = 0;
 };
 
 }  // namespace rwkv::trainer

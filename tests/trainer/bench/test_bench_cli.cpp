@@ -1,5 +1,6 @@
-// `rwkv bench train|generate` as subprocesses on a tiny model: the JSON figures obey the formulas
-// they are defined by (FLOPs per token of rwkv/README.md "Shapes", the RNN state's size from the shape), a
+// `rwkv bench train|generate|loss` as subprocesses on a tiny model: the JSON figures obey the formulas
+// they are defined by (FLOPs per token of rwkv/README.md "Shapes", the RNN state's size from the shape,
+// the fused loss's agreement with its peer and the memory it saves), a
 // run config's accumulation and settings reach the timed step, and bad arguments exit non-zero with
 // a message. Nothing here asserts a speed.
 #include <catch2/catch.hpp>
@@ -66,6 +67,19 @@ TEST_CASE("bench generate: the carried state is 5·L·D floats whatever the cont
   CHECK(j.at("contexts")[1].at("ctx").get<int64_t>() == 40);
 }
 
+TEST_CASE("bench loss: the fused loss agrees with the unfused one and allocates less", "[bench]") {
+  TempDir dir("rwkv-bench-loss");
+  const auto j = run_json("loss --rows 24 --vocab 1000 --runs 2 --warmup 0", (dir / "l.json").string());
+  CHECK(j.at("agreement").at("loss_abs").get<double>() < 1e-5);
+  CHECK(j.at("agreement").at("grad_rel").get<double>() < 1e-5);
+  // fp32 on the CPU: both allocate the gradient (24·1000·4 bytes); the unfused one also its
+  // log-softmax, the cross-entropy's gradient and L2Wrap's zeroed one.
+  const int64_t grad_bytes = 24 * 1000 * 4;
+  CHECK(j.at("peak_bytes").at("fused").get<int64_t>() >= grad_bytes);
+  CHECK(j.at("peak_bytes").at("fused").get<int64_t>() < 2 * grad_bytes);
+  CHECK(j.at("peak_bytes").at("unfused").get<int64_t>() >= 3 * grad_bytes);
+}
+
 TEST_CASE("bench: bad arguments exit non-zero naming the problem", "[bench]") {
   TempDir dir("rwkv-bench-bad");
   const std::string bin = rwkv::test::rwkv_binary().string(), cfg = tiny_config(dir);
@@ -79,6 +93,7 @@ TEST_CASE("bench: bad arguments exit non-zero naming the problem", "[bench]") {
   fails_with("generate " + (dir / "missing.yaml").string(), "missing.yaml does not exist");
   fails_with("generate " + cfg + " --ctx=10,-5", "--ctx -5 is negative");
   fails_with("train " + cfg + " --micro-batch 0", "--micro-batch, --ctx and --steps must be positive");
+  fails_with("loss --rows 0", "--rows, --vocab and --runs must be positive");
   fails_with("train " + cfg + " --json " + (dir / "no-such-dir" / "t.json").string() + " --steps 1 --warmup 0",
              "no-such-dir does not exist");  // before any work
 }

@@ -57,7 +57,7 @@ Grads step_grads(const RunConfig& cfg, int64_t segment_len, const torch::Tensor&
   Stage stage = cfg.stages.at(0);
   stage.segment_len = segment_len;
   Grads out;
-  out.loss = step.forward_backward(tokens, stage, 1, true, {});
+  out.loss = step.forward_backward(tokens, stage, 1, true, {}).item<double>();
   for (const auto& [name, p] : step.params()) out.grads.push_back({name, p.grad().clone()});
   return out;
 }
