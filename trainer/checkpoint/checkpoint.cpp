@@ -289,6 +289,9 @@ fs::path finish_checkpoint(const fs::path& dir, const fs::path& folder, const Tr
     for (const auto& x : ranges[static_cast<size_t>(r)]) rs.push_back({x.begin, x.end});
     index["shards"].push_back({{"file", file}, {"rank", r}, {"ranges", rs}});
   }
+  // What a crashed earlier save of this step may have left in the folder goes.
+  for (const auto& e : fs::directory_iterator(folder))
+    if (!shards.contains(e.path().filename().string())) remove_tree(e.path());
   FileRecords files = shards;
   write_file_durably(folder / "state.json", nlohmann::json{{"progress", progress_json(progress)}}.dump(2));
   write_file_durably(folder / "config.yaml", config_yaml);

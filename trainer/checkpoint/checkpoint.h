@@ -95,7 +95,8 @@ FileRecords write_checkpoint_shard(const std::filesystem::path& folder, const Ch
                                    const FlatLayout& params);
 
 // Rank 0, once every rank's shard is durable: state.json, config.yaml and index.json (the ranges of
-// every rank, `ranges[r]`) into `folder`, the folder renamed to <dir>/step-<progress.step> (a
+// every rank, `ranges[r]`) into `folder` (anything else in it, a crashed earlier save's leftovers,
+// is removed first), the folder renamed to <dir>/step-<progress.step> (a
 // checkpoint of that step from before a resume is replaced), then COMPLETE listing `shards` and
 // those three. Then keeps only the newest `keep` complete checkpoints among it and the older ones
 // (a newer step belongs to no run that led here: never removed) and removes leftover temporary

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include <stdexcept>
 
@@ -47,19 +46,8 @@ Checkpointer::~Checkpointer() {
 fs::path Checkpointer::save(const TrainProgress& progress) {
   wait();
   const auto start = Clock::now();
-  // Rank 0 clears the shared folder (a crashed earlier save of this step may have left files) and
-  // names this save's store keys, unique across restarts of the run.
-  const std::string key = comm_.on_root(
-      "write the checkpoint",
-      [&] {
-        fs::create_directories(dir_);
-        const fs::path folder = shard_folder(dir_, progress.step);
-        remove_tree(folder);
-        fs::create_directories(folder);
-        return fmt::format("checkpoint/{}-{}", ::getpid(), saves_);
-      },
-      write_limit_, "checkpoint.write_timeout_s");
-  ++saves_;
+  // Keys of this save's reports in the store (which is per attempt of the run: communicator.cpp).
+  const std::string key = fmt::format("checkpoint/{}", saves_++);
 
   // This rank's copy: its ranges of the weights and moments, its RNG states.
   CheckpointShard shard;
@@ -97,16 +85,15 @@ std::string Checkpointer::write(CheckpointShard shard, TrainProgress progress, s
   const auto start = Clock::now();
   const fs::path folder = shard_folder(dir_, progress.step);
   nlohmann::json report;
+  std::exception_ptr failure;
   try {
+    fs::create_directories(folder);  // by whichever rank comes first
     report["files"] = write_checkpoint_shard(folder, shard, layout_);
     nlohmann::json ranges = nlohmann::json::array();
     for (const auto& r : shard.ranges) ranges.push_back({r.begin, r.end});
     report["ranges"] = ranges;
   } catch (const std::exception& e) {
-    if (comm_.is_root()) {
-      remove_tree(folder);  // a failed save leaves no temporary folder behind
-      throw;
-    }
+    failure = std::current_exception();
     report = {{"error", e.what()}};
   }
   shard = CheckpointShard();  // the host copy goes as soon as it is on disk
@@ -116,10 +103,18 @@ std::string Checkpointer::write(CheckpointShard shard, TrainProgress progress, s
     return "";
   }
   try {
+    // Every rank's word first, failed or not: then no rank writes into the folder any more.
+    std::vector<std::string> posts;
+    try {
+      posts = comm_.collect_posts(key, write_limit_, "checkpoint.write_timeout_s", [this] { return cancel_.load(); });
+    } catch (...) {
+      if (failure) std::rethrow_exception(failure);
+      throw;
+    }
+    if (failure) std::rethrow_exception(failure);
     std::vector<std::vector<FlatRange>> ranges(static_cast<size_t>(comm_.world_size()));
     FileRecords files = report.at("files");
     for (const auto& r : report.at("ranges")) ranges[0].push_back({r.at(0), r.at(1)});
-    const auto posts = comm_.collect_posts(key, write_limit_, "checkpoint.write_timeout_s", [this] { return cancel_.load(); });
     for (int r = 1; r < comm_.world_size(); ++r) {
       const auto other = nlohmann::json::parse(posts[static_cast<size_t>(r)]);
       if (other.contains("error")) throw std::runtime_error(fmt::format("rank {}: {}", r, other.at("error").get<std::string>()));
@@ -130,7 +125,7 @@ std::string Checkpointer::write(CheckpointShard shard, TrainProgress progress, s
     write_s_ = seconds_since(start);
     return path.string();
   } catch (...) {
-    remove_tree(folder);
+    remove_tree(folder);  // a failed save leaves no temporary folder behind
     throw;
   }
 }

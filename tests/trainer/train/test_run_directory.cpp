@@ -121,7 +121,7 @@ TEST_CASE("a resume sets newer unreadable checkpoints aside; retention keeps che
   // save_checkpoint alone: a newer step in the folder is not this run's to remove
   Checkpoint c;
   c.weights = {{"w", torch::ones({2})}};
-  c.optimizer = {{"exp_avg.w", torch::zeros({2})}};
+  c.optimizer = {{"exp_avg.w", torch::zeros({2})}, {"exp_avg_sq.w", torch::zeros({2})}};
   capture_rng(c);
   rwkv::test::TempDir lone("rwkv-retention");
   for (int64_t step : {9, 1, 2}) {
