@@ -308,9 +308,9 @@ TEST_CASE("ranks killed at random moments of sharded asynchronous saves resume b
     const std::string run = fmt::format("killed{}", round);
     const std::string d = (f.dir / run).string();
     const int port = rwkv::test::free_port();
-    // Both ranks started directly, SIGKILLed together once `after` steps are logged and a shard
-    // folder is being written, after a random 0-20 ms more (or after 60 s: the test then fails on
-    // the logged steps below).
+    // Both ranks started directly, SIGKILLed together once `after` steps are logged, a checkpoint is
+    // complete and the next one's shard folder is being written, after a random 0-20 ms more (or
+    // after 60 s: the test then fails on the logged steps below).
     const int after = 2 + round * 2;
     std::string s;
     for (int r = 0; r < 2; ++r)
@@ -320,6 +320,7 @@ TEST_CASE("ranks killed at random moments of sharded asynchronous saves resume b
           r, port, rwkv::test::rwkv_binary().string(), f.config, d, sets);
     s += fmt::format(
         "for i in $(seq 12000); do [ -f {0}/metrics.jsonl ] && [ $(wc -l < {0}/metrics.jsonl) -ge {1} ] && "
+        "compgen -G '{0}/checkpoints/step-*/COMPLETE' > /dev/null && "
         "compgen -G '{0}/checkpoints/.step-*.tmp-shards' > /dev/null && break; sleep 0.005; done\n"
         "sleep 0.0{2:02d}; kill -9 $p0 $p1; wait $p0 $p1\n",
         d, after, static_cast<int>(random() % 21));
