@@ -277,6 +277,9 @@ std::string Communicator::wait_for_root(const std::string& key, const std::strin
   auto last_beat = start;
   int64_t beats = -1;
   State state;
+  // Polls 1 ms apart at first, doubling up to `poll`: an outcome about to be posted (a checkpoint
+  // written in the background while the ranks trained on) costs a few ms, not a whole `poll`.
+  auto pause = std::chrono::milliseconds(1);
   for (ask(look, state); !state.outcome; ask(look, state)) {
     const auto now = Clock::now();
     if (state.beats != beats) {
@@ -288,7 +291,8 @@ std::string Communicator::wait_for_root(const std::string& key, const std::strin
     if (now - start > limit)
       throw std::runtime_error(fmt::format("rank {} of {}: rank 0 did not {} within {:.0f} s (the limit is {})",
                                            env_.rank, env_.world_size, what, seconds(limit), limit_field));
-    std::this_thread::sleep_for(poll);
+    std::this_thread::sleep_for(pause);
+    pause = std::min(2 * pause, poll);
   }
   const std::vector<uint8_t>& value = *state.outcome;
   const std::string word(value.begin() + (value.empty() ? 0 : 1), value.end());

@@ -44,8 +44,9 @@ Checkpointer::~Checkpointer() {
 }
 
 fs::path Checkpointer::save(const TrainProgress& progress) {
+  const auto start = Clock::now();  // the loop is blocked from here: the write before, then the copy
   wait();
-  const auto start = Clock::now();
+  const double waited = seconds_since(start);
   // Keys of this save's reports in the store (which is per attempt of the run: communicator.cpp).
   const std::string key = fmt::format("checkpoint/{}", saves_++);
 
@@ -78,6 +79,7 @@ fs::path Checkpointer::save(const TrainProgress& progress) {
     return write(std::move(s), p, key);
   });
   blocked_s_ = seconds_since(start);
+  waited_s_ = waited;
   return async_ ? last_ : wait();
 }
 
@@ -137,8 +139,9 @@ fs::path Checkpointer::wait() {
   const std::string path =
       comm_.on_root("write the checkpoint", [&] { return job.get(); }, write_limit_, "checkpoint.write_timeout_s");
   if (note_)
-    note_(async_ ? fmt::format("checkpoint {}: the loop was blocked {:.3f} s, the write took {:.3f} s in the background",
-                               path, blocked_s_, write_s_)
+    note_(async_ ? fmt::format("checkpoint {}: the loop was blocked {:.3f} s ({:.3f} s of it waiting for the write "
+                               "before), the write took {:.3f} s in the background",
+                               path, blocked_s_, waited_s_, write_s_)
                  : fmt::format("checkpoint {}: written in {:.3f} s", path, blocked_s_ + write_s_));
   return path;
 }

@@ -63,7 +63,9 @@ class Checkpointer {
   std::atomic<bool> cancel_{false};
   std::filesystem::path last_;             // the newest checkpoint written (or started)
   int64_t saves_ = 0;
-  double blocked_s_ = 0, write_s_ = 0;     // of the save in flight
+  // Of the save in flight: how long save() blocked the loop, the part of it spent waiting for the
+  // write before, and how long its own write took.
+  double blocked_s_ = 0, waited_s_ = 0, write_s_ = 0;
 };
 
 }  // namespace rwkv::trainer
