@@ -23,8 +23,7 @@ ModelSource from_checkpoint(const fs::path& dir, trainer::Checkpoint ck) {
   out.weights.config = cfg.model;
   out.tokenizer = cfg.data.tokenizer;
   out.ctx_len = cfg.stages.back().ctx_len;
-  check_reference_layout(shapes_of(ck.weights), cfg.model,
-                         fmt::format("{} (against {})", (dir / "weights.pt").string(), label));
+  check_reference_layout(shapes_of(ck.weights), cfg.model, fmt::format("{} (against {})", dir.string(), label));
   // Reference order (checkpoints of the pickle_save era hold them sorted by name).
   for (const auto& t : reference_layout(cfg.model))
     out.weights.tensors.push_back({t.name, *find_tensor(ck.weights, t.name)});
@@ -35,7 +34,7 @@ ModelSource from_checkpoint(const fs::path& dir, trainer::Checkpoint ck) {
 
 ModelSource read_model_source(const fs::path& path, const std::function<void(const std::string&)>& warn) {
   if (fs::is_directory(path) && !fs::exists(path / "config.json")) {  // config.json: an HF folder
-    if (fs::exists(path / "COMPLETE") || fs::exists(path / "weights.pt"))
+    if (fs::exists(path / "COMPLETE") || fs::exists(path / "index.json") || fs::exists(path / "weights.pt"))
       return from_checkpoint(path, trainer::load_checkpoint(path, trainer::CheckpointParts::weights));
     const fs::path dir = fs::is_directory(path / "checkpoints") ? path / "checkpoints" : path;
     auto latest = trainer::load_latest_checkpoint(dir, warn, trainer::CheckpointParts::weights);

@@ -1,7 +1,8 @@
 #pragma once
 // "A model" as the inference and export commands take it on the command line: any of
-//   a trainer checkpoint     <run>/checkpoints/step-N (trainer/checkpoint/checkpoint.h): weights.pt and the
-//                            model shape from its config.yaml;
+//   a trainer checkpoint     <run>/checkpoints/step-N (trainer/checkpoint/checkpoint.h): the weights,
+//                            read parameter by parameter from its shard files (or weights.pt of a
+//                            single-file checkpoint), and the model shape from its config.yaml;
 //   a checkpoints directory  the newest complete step-N in it (torn/corrupt newer ones skipped
 //                            with a warning), or a run directory holding checkpoints/;
 //   a weights file/folder    .pth, .safetensors or an HF folder (trainer/io/weight_files.h).

@@ -277,6 +277,7 @@ const Fields<CheckpointConfig>& checkpoint_fields() {
       value("every_steps", &K::every_steps, "a positive integer", positive_int, safe),
       value("keep", &K::keep, "a positive integer (checkpoints kept)", positive_int, safe),
       value("write_timeout_s", &K::write_timeout_s, "a number of seconds from 0.001 to 1e9", in_range(1e-3, 1e9), safe),
+      value("async", &K::async, "true or false", nullptr, safe),
       choice("resume", &K::resume, safe),
       value("init_from", &K::init_from, "a checkpoint directory or a .pth file", nullptr, safe),
   };

@@ -103,6 +103,9 @@ struct CheckpointConfig {
   // How long the other ranks wait while rank 0 writes a checkpoint (a big one on a slow disk takes
   // minutes); a rank 0 that died or froze is noticed sooner, within train.dist_timeout_s.
   double write_timeout_s = 1800;
+  // Write in the background (trainer/train/checkpointer.h): the loop is blocked only while the
+  // state is copied to host memory; off, every save returns once COMPLETE is on disk.
+  bool async = true;
   ResumeMode resume = ResumeMode::auto_;
   std::string init_from;            // a checkpoint directory or a .pth: weights to start from
 };

@@ -277,6 +277,9 @@ std::string Communicator::wait_for_root(const std::string& key, const std::strin
   auto last_beat = start;
   int64_t beats = -1;
   State state;
+  // Polls 1 ms apart at first, doubling up to `poll`: an outcome about to be posted (a checkpoint
+  // written in the background while the ranks trained on) costs a few ms, not a whole `poll`.
+  auto pause = std::chrono::milliseconds(1);
   for (ask(look, state); !state.outcome; ask(look, state)) {
     const auto now = Clock::now();
     if (state.beats != beats) {
@@ -288,12 +291,47 @@ std::string Communicator::wait_for_root(const std::string& key, const std::strin
     if (now - start > limit)
       throw std::runtime_error(fmt::format("rank {} of {}: rank 0 did not {} within {:.0f} s (the limit is {})",
                                            env_.rank, env_.world_size, what, seconds(limit), limit_field));
-    std::this_thread::sleep_for(poll);
+    std::this_thread::sleep_for(pause);
+    pause = std::min(2 * pause, poll);
   }
   const std::vector<uint8_t>& value = *state.outcome;
   const std::string word(value.begin() + (value.empty() ? 0 : 1), value.end());
   if (value.empty() || value[0] != '1') throw std::runtime_error(fmt::format("rank 0 could not {}: {}", what, word));
   return word;
+}
+
+void Communicator::post(const std::string& key, const std::string& value) {
+  if (store_) store_->set(key + "/" + std::to_string(env_.rank), std::vector<uint8_t>(value.begin(), value.end()));
+}
+
+std::vector<std::string> Communicator::collect_posts(const std::string& key, std::chrono::milliseconds limit,
+                                                     const char* limit_field, const std::function<bool()>& cancelled) {
+  std::vector<std::string> out(static_cast<size_t>(env_.world_size));
+  if (!store_) return out;
+  std::vector<bool> have(out.size(), false);
+  have[0] = true;
+  const auto start = Clock::now();
+  for (;;) {
+    std::string missing;
+    for (int r = 1; r < env_.world_size; ++r) {
+      if (have[static_cast<size_t>(r)]) continue;
+      const std::string k = key + "/" + std::to_string(r);
+      if (store_->check({k})) {
+        const auto v = store_->get(k);
+        out[static_cast<size_t>(r)].assign(v.begin(), v.end());
+        have[static_cast<size_t>(r)] = true;
+      } else {
+        missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+      }
+    }
+    if (missing.empty()) return out;
+    if (cancelled()) throw std::runtime_error("rank 0: cancelled while waiting for rank(s) " + missing);
+    if (Clock::now() - start > limit)
+      throw std::runtime_error(fmt::format("rank 0 of {}: no word from rank(s) {} within {:.0f} s (the limit is {})",
+                                           env_.world_size, missing,
+                                           std::chrono::duration<double>(limit).count(), limit_field));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
 }
 
 }  // namespace rwkv

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "trainer/dist/dist_env.h"
 
@@ -66,6 +68,16 @@ class Communicator {
   // same order on all ranks. With one rank: `work()`.
   std::string on_root(const std::string& what, const std::function<std::string()>& work,
                       std::chrono::milliseconds limit, const char* limit_field);
+
+  // Word from the other ranks to rank 0 outside the collectives' order (the ranks' reports of a
+  // checkpoint shard written on a background thread): post() leaves this rank's `value` under
+  // `key` in the store; on rank 0, collect_posts() returns every other rank's value under `key`
+  // (index = rank; its own entry empty), polling until all are there. It throws naming the ranks
+  // missing after `limit` (the config field `limit_field` says so), or when `cancelled` turns
+  // true. Safe from another thread than the collectives'. With one rank: nothing to post or collect.
+  void post(const std::string& key, const std::string& value);
+  std::vector<std::string> collect_posts(const std::string& key, std::chrono::milliseconds limit,
+                                         const char* limit_field, const std::function<bool()>& cancelled);
 
  private:
   DistEnv env_;

@@ -17,7 +17,13 @@ class ReplicatedAdam : public ParallelOptimizer {
  public:
   ReplicatedAdam(const NamedTensors& params, const AdamConfig& config, Communicator& comm, int64_t bucket_bytes,
                  bool overlap)
-      : params_(params), adam_(params, config), sync_(tensors_of(params), comm, bucket_bytes, overlap) {}
+      : params_(params), adam_(params, config), sync_(tensors_of(params), comm, bucket_bytes, overlap) {
+    int64_t total = 0;
+    for (const auto& [name, p] : params_) total += p.numel();
+    const int64_t world = comm.world_size(), cut = (total + world - 1) / world;
+    const int64_t lo = std::min(total, comm.rank() * cut), hi = std::min(total, lo + cut);
+    if (hi > lo) ranges_.push_back({lo, hi});
+  }
 
   void before_last_backward() override { sync_.arm_for_backward(); }
   void reduce_gradients() override { sync_.average(); }
@@ -25,8 +31,20 @@ class ReplicatedAdam : public ParallelOptimizer {
   void clip(double norm, double max_norm) override { clip_gradients(params_, norm, max_norm); }
   void step(double lr, const LrMult& mult) override { adam_.step(lr, mult); }
   int64_t steps() const override { return adam_.steps(); }
-  NamedTensors full_state() override { return adam_.state(); }
-  void load_full_state(const NamedTensors& state, int64_t steps) override {
+  const std::vector<std::pair<int64_t, int64_t>>& checkpoint_ranges() const override { return ranges_; }
+  void copy_moments(torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq) const override {
+    const NamedTensors state = adam_.state();
+    for (const auto& [prefix, out] : {std::pair{"exp_avg.", &exp_avg}, std::pair{"exp_avg_sq.", &exp_avg_sq}}) {
+      std::vector<torch::Tensor> moments;
+      for (const auto& [name, p] : params_) moments.push_back(*find_tensor(state, prefix + name));
+      copy_flat_ranges(moments, ranges_, *out);
+    }
+  }
+  void load_state(const SliceReader& read, int64_t steps) override {
+    NamedTensors state;
+    for (const char* prefix : {"exp_avg.", "exp_avg_sq."})
+      for (const auto& [name, p] : params_)
+        state.push_back({prefix + name, read(prefix + name, p.sizes(), 0, p.numel()).view(p.sizes())});
     adam_.load_state(state, steps);
   }
 
@@ -39,6 +57,7 @@ class ReplicatedAdam : public ParallelOptimizer {
   NamedTensors params_;
   Adam adam_;
   GradientSync sync_;
+  std::vector<std::pair<int64_t, int64_t>> ranges_;  // written into checkpoints
 };
 
 // Stages 1 and 2. Each bucket of gradients is packed into one buffer and all-reduced (stage 1:
@@ -74,6 +93,7 @@ class ShardedAdam : public ParallelOptimizer {
       for_each_overlap(lo, hi, [&](size_t i, int64_t param_offset, int64_t rel, int64_t len) {
         pieces_.push_back({i, param_offset, b.shard_offset + rel, len});
       });
+      if (hi > lo) ranges_.push_back({lo, hi});
       buckets_.push_back(b);
     }
     const auto opts = params_.front().tensor.options().requires_grad(false);
@@ -143,29 +163,30 @@ class ShardedAdam : public ParallelOptimizer {
 
   int64_t steps() const override { return steps_; }
 
-  NamedTensors full_state() override {
-    NamedTensors out;
-    for (const auto& [prefix, shard] : {std::pair{"exp_avg.", exp_avg_}, std::pair{"exp_avg_sq.", exp_avg_sq_}}) {
-      // Assembled on the CPU: only rank 0 keeps it, to write it.
-      std::vector<torch::Tensor> full;
-      if (comm_.is_root())
-        for (const auto& [name, p] : params_) full.push_back(torch::empty(p.sizes(), torch::kFloat32));
-      gather([&](const Bucket& b, torch::Tensor& part) { part.copy_(shard.narrow(0, b.shard_offset, b.part)); },
-             [&](size_t i, int64_t param_offset, const torch::Tensor& values) {
-               if (comm_.is_root()) full[i].view({-1}).narrow(0, param_offset, values.numel()).copy_(values);
-             });
-      for (size_t i = 0; i < full.size(); ++i) out.push_back({prefix + params_[i].name, full[i]});
+  const std::vector<std::pair<int64_t, int64_t>>& checkpoint_ranges() const override { return ranges_; }
+
+  // A bucket's part of the shard starts with this rank's range of it (the padding follows).
+  void copy_moments(torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq) const override {
+    torch::NoGradGuard no_grad;
+    int64_t at = 0;
+    size_t r = 0;
+    for (const auto& b : buckets_) {
+      const int64_t lo = b.start + comm_.rank() * b.part, n = std::min(b.part, b.start + b.length - lo);
+      if (n <= 0) continue;
+      TORCH_CHECK(ranges_[r].first == lo && ranges_[r].second == lo + n, "ZeRO checkpoint ranges out of step");
+      ++r;
+      exp_avg.narrow(0, at, n).copy_(exp_avg_.narrow(0, b.shard_offset, n));
+      exp_avg_sq.narrow(0, at, n).copy_(exp_avg_sq_.narrow(0, b.shard_offset, n));
+      at += n;
     }
-    return out;
   }
 
-  void load_full_state(const NamedTensors& state, int64_t steps) override {
+  void load_state(const SliceReader& read, int64_t steps) override {
     torch::NoGradGuard no_grad;
     for (const auto& [prefix, shard] : {std::pair{"exp_avg.", exp_avg_}, std::pair{"exp_avg_sq.", exp_avg_sq_}}) {
       for (const auto& pc : pieces_) {
-        const torch::Tensor& full = require_tensor(state, prefix + params_[pc.param].name,
-                                                   params_[pc.param].tensor.sizes(), "optimizer state");
-        shard.narrow(0, pc.shard_offset, pc.length).copy_(full.reshape({-1}).narrow(0, pc.param_offset, pc.length));
+        const auto& [name, p] = params_[pc.param];
+        shard.narrow(0, pc.shard_offset, pc.length).copy_(read(prefix + name, p.sizes(), pc.param_offset, pc.length));
       }
     }
     steps_ = steps;
@@ -221,12 +242,31 @@ class ShardedAdam : public ParallelOptimizer {
   int64_t stage_;
   std::vector<Bucket> buckets_;
   std::vector<Piece> pieces_;
+  std::vector<std::pair<int64_t, int64_t>> ranges_;  // this rank's run of each bucket: written into checkpoints
   torch::Tensor exp_avg_, exp_avg_sq_, grad_;  // this rank's shard (fp32)
   torch::Tensor gathered_, part_;              // collective buffers of one bucket
   int64_t steps_ = 0;
 };
 
 }  // namespace
+
+void copy_flat_ranges(const std::vector<torch::Tensor>& tensors, const std::vector<std::pair<int64_t, int64_t>>& ranges,
+                      torch::Tensor& out) {
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> start{0};  // of each tensor in the flat view, then the total
+  for (const auto& t : tensors) start.push_back(start.back() + t.numel());
+  int64_t at = 0;
+  for (const auto& [lo, hi] : ranges) {
+    TORCH_CHECK(0 <= lo && lo < hi && hi <= start.back(), "copy_flat_ranges: range [", lo, ", ", hi,
+                ") is not inside the flat view of ", start.back(), " elements");
+    for (auto j = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), lo) - start.begin() - 1);
+         j < tensors.size() && start[j] < hi; ++j) {
+      const int64_t a = std::max(lo, start[j]), b = std::min(hi, start[j + 1]);
+      if (a < b) out.narrow(0, at + a - lo, b - a).copy_(tensors[j].detach().reshape({-1}).narrow(0, a - start[j], b - a));
+    }
+    at += hi - lo;
+  }
+}
 
 std::unique_ptr<ParallelOptimizer> make_parallel_optimizer(const NamedTensors& params, const AdamConfig& config,
                                                            Communicator& comm, int64_t zero_stage, int64_t bucket_bytes,

@@ -19,10 +19,14 @@
 // reduces bucket by bucket during backward), so stage 2 saves the gradient memory of the
 // optimizer step, not of the backward pass.
 //
-// Checkpoints always hold the full, gathered Adam state under the names of trainer/optim/optimizer.h, so
-// a run resumes on any world size and any stage (resharding on load is taking a slice).
+// Checkpoints are sharded the same way (trainer/checkpoint/checkpoint.h): every rank writes its
+// flat ranges, and loads by reading the slices of the names of trainer/optim/optimizer.h its own
+// shard covers, so a run resumes on any world size and any stage.
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "trainer/dist/communicator.h"
 #include "trainer/optim/optimizer.h"
@@ -49,13 +53,25 @@ class ParallelOptimizer {
   // One Adam update at base rate `lr`; afterwards every rank holds the same parameters. Collective.
   virtual void step(double lr, const LrMult& mult) = 0;
   virtual int64_t steps() const = 0;
-  // The whole Adam state ("exp_avg.<name>", "exp_avg_sq.<name>") on rank 0; other ranks get
-  // an empty list. Collective.
-  virtual NamedTensors full_state() = 0;
-  // Every rank loads its part of a full state; throws std::runtime_error naming a missing or
-  // misshapen entry.
-  virtual void load_full_state(const NamedTensors& state, int64_t steps) = 0;
+  // The runs [begin, end) of the flat view (the parameters concatenated in order) that this rank
+  // writes into a checkpoint, ascending: its shard under ZeRO; under stage 0, where every rank
+  // holds everything, the rank-th of world_size equal cuts.
+  virtual const std::vector<std::pair<int64_t, int64_t>>& checkpoint_ranges() const = 0;
+  // Both moments over checkpoint_ranges(), concatenated, copied into `exp_avg` and `exp_avg_sq`
+  // (1-D fp32, as long as the ranges together; host memory). Not collective.
+  virtual void copy_moments(torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq) const = 0;
+  // Elements [offset, offset + length) of the flattened state tensor `key` ("exp_avg.<name>",
+  // "exp_avg_sq.<name>") of shape `shape`, as a 1-D fp32 CPU tensor; throws naming what is missing.
+  using SliceReader =
+      std::function<torch::Tensor(const std::string& key, c10::IntArrayRef shape, int64_t offset, int64_t length)>;
+  // Every rank reads the slices its own state covers. Not collective.
+  virtual void load_state(const SliceReader& read, int64_t steps) = 0;
 };
+
+// Runs [begin, end) of the flat view of `tensors` (each flattened, concatenated in order), copied
+// one after the other into `out` (1-D, as long as the runs together).
+void copy_flat_ranges(const std::vector<torch::Tensor>& tensors, const std::vector<std::pair<int64_t, int64_t>>& ranges,
+                      torch::Tensor& out);
 
 // `params` in the same order on every rank (contiguous fp32 tensors on one device).
 std::unique_ptr<ParallelOptimizer> make_parallel_optimizer(const NamedTensors& params, const AdamConfig& config,

@@ -8,7 +8,7 @@
 //     command writes (a .pth zip, a safetensors header, a binidx index, HDF5, JSON);
 //   - the command's own inputs are never replaced, nor any folder that holds one of them, nor an
 //     existing file inside one, with or without --force (e.g. `rwkv export RUN --out RUN`, or
-//     RUN/checkpoints/step-N/weights.pt); a new name inside an input folder is fine.
+//     RUN/checkpoints/step-N/state.json); a new name inside an input folder is fine.
 #include <filesystem>
 #include <stdexcept>
 #include <string>

@@ -188,6 +188,21 @@ torch::Tensor SafetensorsReader::read(const SafetensorsEntry& e) {
   return t;
 }
 
+void SafetensorsReader::read_into(const SafetensorsEntry& e, int64_t first, torch::Tensor& out) {
+  const uint64_t size = c10::elementSize(e.dtype), begin = e.begin + static_cast<uint64_t>(first) * size;
+  if (first < 0 || out.scalar_type() != e.dtype || !out.is_contiguous() || !out.device().is_cpu() ||
+      begin + static_cast<uint64_t>(out.numel()) * size > e.end)
+    throw std::invalid_argument(fmt::format("{}: tensor '{}': elements [{}, {}) of {} {} asked for", path_.string(),
+                                            e.name, first, first + out.numel(), (e.end - e.begin) / size,
+                                            c10::toString(e.dtype)));
+  file_.clear();
+  file_.seekg(static_cast<std::streamoff>(data_start_ + begin));
+  file_.read(static_cast<char*>(out.data_ptr()), static_cast<std::streamsize>(out.nbytes()));
+  if (!file_)
+    throw std::runtime_error(fmt::format("{}: tensor '{}': read failed (file changed or truncated?)",
+                                         path_.string(), e.name));
+}
+
 NamedTensors read_safetensors(const fs::path& path) {
   SafetensorsReader reader(path);
   NamedTensors out;

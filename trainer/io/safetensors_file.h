@@ -45,6 +45,9 @@ class SafetensorsReader {
 
   // Reads one tensor as a contiguous CPU tensor of its stored dtype.
   torch::Tensor read(const SafetensorsEntry& entry);
+  // Reads elements [first, first + out.numel()) of the flattened tensor into `out` (a contiguous
+  // CPU tensor of the entry's dtype), touching only those bytes of the file.
+  void read_into(const SafetensorsEntry& entry, int64_t first, torch::Tensor& out);
 
  private:
   std::filesystem::path path_;

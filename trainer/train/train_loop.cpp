@@ -118,19 +118,28 @@ void check_progress(const RunConfig& cfg, const fs::path& path, const TrainProgr
                            p.step, p.stage_step, p.adam_steps, p.skipped_total, p.skipped_in_row));
 }
 
-void resume_from(const RunConfig& cfg, const fs::path& path, const Checkpoint& ck, TrainStep& step,
+// Every rank reads the weights whole and, of the Adam moments, only the slices of its own shard.
+void resume_from(const RunConfig& cfg, CheckpointReader& ck, TrainStep& step, const Communicator& comm,
                  TrainProgress& progress, const Voice& voice) {
-  check_progress(cfg, path, ck.progress);
-  const RunConfig saved = parse_run_config(ck.config_yaml, (path / "config.yaml").string());
+  const fs::path path = ck.path();
+  check_progress(cfg, path, ck.progress());
+  const RunConfig saved = parse_run_config(ck.config_yaml(), (path / "config.yaml").string());
   const std::string change = unsafe_resume_change(saved, cfg);
   if (!change.empty())
     throw ConfigError(fmt::format("{}: cannot resume from {}: the config changed in a field that alters the run: {} "
                                   "(start a new run_dir, or pass --restart to move this run's checkpoints aside and start over)",
                                   cfg.file, path.string(), change));
-  load_weights(step.params(), ck.weights, (path / "weights.pt").string());
-  step.optimizer().load_full_state(ck.optimizer, ck.progress.adam_steps);
-  restore_rng(ck);
-  progress = ck.progress;
+  load_weights(step.params(), ck.weights(), path.string());
+  step.optimizer().load_state(
+      [&](const std::string& key, c10::IntArrayRef shape, int64_t offset, int64_t length) {
+        return ck.read_slice(key, shape, offset, length);
+      },
+      ck.progress().adam_steps);
+  torch::Tensor cpu_rng;
+  std::vector<torch::Tensor> cuda_rng;
+  ck.rng(comm.rank(), cpu_rng, cuda_rng);
+  restore_rng(cpu_rng, cuda_rng);
+  progress = ck.progress();
   voice.print(fmt::format("resumed from {} (step {}, stage {}, stage step {})", path.string(), progress.step,
                           progress.stage, progress.stage_step));
 }
@@ -152,15 +161,15 @@ void init_from(const RunConfig& cfg, TrainEnv& env, const NamedTensors& params, 
 // 0's weights. Returns whether the run resumed.
 bool resume_or_init(const RunConfig& cfg, TrainEnv& env, TrainStep& step, Communicator& comm,
                     const torch::Device& device, const Voice& voice, TrainProgress& progress) {
-  std::optional<std::pair<fs::path, Checkpoint>> latest;
-  if (cfg.checkpoint.resume == ResumeMode::auto_) latest = load_latest_checkpoint(cfg.checkpoint.dir, voice.warn);
-  agree_on_resume_step(comm, latest ? latest->second.progress.step : -1, device, cfg.checkpoint.dir);
+  std::optional<CheckpointReader> latest;
+  if (cfg.checkpoint.resume == ResumeMode::auto_) latest = open_latest_checkpoint(cfg.checkpoint.dir, voice.warn);
+  agree_on_resume_step(comm, latest ? latest->progress().step : -1, device, cfg.checkpoint.dir);
   if (!latest)
     check_fresh_start(cfg, cfg.checkpoint.resume == ResumeMode::auto_
                                ? "no checkpoint to resume from loads (see the warnings above)"
                                : "checkpoint.resume is never");
   if (latest) {
-    resume_from(cfg, latest->first, latest->second, step, progress, voice);
+    resume_from(cfg, *latest, step, comm, progress, voice);
   } else if (!cfg.checkpoint.init_from.empty()) {
     init_from(cfg, env, step.params(), voice);
   }
@@ -362,7 +371,7 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
   std::optional<MetricsLog> metrics_log = prepare_run_directory(cfg, comm.is_root(), progress.step, voice.warn);
   std::optional<TensorBoardLog> tensorboard;  // the same records as metrics.jsonl, rank 0 too
   if (metrics_log) tensorboard.emplace(fs::path(cfg.train.run_dir) / "tb", progress.step, voice.warn);
-  Checkpointer checkpointer(cfg, step, comm);
+  Checkpointer checkpointer(cfg, step, comm, voice.print);
   MetricsInterval interval(cfg.train.epoch_samples, cfg.log.peak_tflops, env.forward_flops_per_token,
                            comm.world_size());
   Validations validations(cfg, env, comm, voice, metrics_log, tensorboard, interval);
@@ -384,7 +393,8 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
       const auto step_start = std::chrono::steady_clock::now();
       const StepResult r = step.train_step(stage, progress.stage_step, accum, batch, hooks);
       if (r.stopped) {
-        report.checkpoint = checkpointer.save(progress);
+        checkpointer.save(progress);
+        report.checkpoint = checkpointer.wait();  // the stop waits for the write
         report.exit = TrainExit::stopped;
         voice.print(fmt::format("stopped at step {}; checkpoint {}", progress.step, report.checkpoint.string()));
         return report;
@@ -396,7 +406,8 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
                                    std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count(),
                                    r.loss, r.grad_norm, r.lr));
       if (progress.skipped_in_row >= cfg.train.nan_skip_limit) {
-        report.checkpoint = checkpointer.save(progress);  // still the last good weights: skips never touch them
+        checkpointer.save(progress);  // still the last good weights: skips never touch them
+        report.checkpoint = checkpointer.wait();
         throw std::runtime_error(fmt::format(
             "{} non-finite steps in a row (train.nan_skip_limit) at step {}: stopping; the last good state is in {}",
             progress.skipped_in_row, progress.step, report.checkpoint.string()));
@@ -415,7 +426,8 @@ TrainReport run_training(const RunConfig& cfg, TrainEnv& env, const TrainControl
     if (progress.stage_step < stage.steps) break;  // stopped by max_steps inside the stage
   }
 
-  report.checkpoint = checkpointer.save(progress);
+  checkpointer.save(progress);
+  report.checkpoint = checkpointer.wait();  // the end of the run waits for the write
   validations.write_table(progress);
   report.exit = progress.step >= total ? TrainExit::finished : TrainExit::max_steps;
   voice.print(fmt::format("{} at step {}; checkpoint {}", report.exit == TrainExit::finished ? "finished" : "reached max_steps",

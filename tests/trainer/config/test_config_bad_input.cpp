@@ -241,7 +241,7 @@ TEST_CASE("config: each field's resume rule is the documented one", "[config]") 
       {"optimizer.l2wrap=0", false},        {"checkpoint.dir=elsewhere", true},
       {"checkpoint.every_steps=3", true},   {"checkpoint.keep=9", true},
       {"checkpoint.resume=never", true},    {"checkpoint.init_from=w.pth", true},
-      {"checkpoint.write_timeout_s=60", true},
+      {"checkpoint.write_timeout_s=60", true}, {"checkpoint.async=false", true},
       {"train.segment_len=16", true},       {"train.segment_grad=truncated", false},
       {"log.every_steps=1", true},          {"log.peak_tflops=989", true},
       {"log.level=debug", true},            {"log.console=all", true},

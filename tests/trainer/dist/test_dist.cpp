@@ -1,5 +1,6 @@
 // Distributed plumbing on CPU over Gloo with real processes: launcher environments, the c10d
-// communicator, bucketed gradient averaging (also overlapped with backward), and a dead rank that must not hang the others.
+// communicator, bucketed gradient averaging (also overlapped with backward), a dead rank that must not hang the others,
+// and the flat-view copy that checkpoint shards are taken with.
 #include <unistd.h>
 
 #include <chrono>
@@ -9,6 +10,7 @@
 #include "trainer/dist/communicator.h"
 #include "trainer/dist/dist_env.h"
 #include "trainer/dist/grad_sync.h"
+#include "trainer/dist/parallel_optimizer.h"
 
 using rwkv::DistEnv;
 using rwkv::dist_env_from;
@@ -204,4 +206,29 @@ TEST_CASE("a rank that dies makes the others fail within the timeout, not hang",
     REQUIRE(std::stod(s.substr(6)) < 30.0);
   }
   REQUIRE_FALSE(std::filesystem::exists(dir / "rank1"));
+}
+
+TEST_CASE("copy_flat_ranges copies the runs of the concatenated flat view across tensor boundaries", "[dist]") {
+  torch::manual_seed(5);
+  const std::vector<torch::Tensor> tensors = {torch::randn({2, 3}), torch::randn({1}), torch::randn({4, 2})};
+  std::vector<torch::Tensor> flat;
+  for (const auto& t : tensors) flat.push_back(t.reshape({-1}));
+  const torch::Tensor whole = torch::cat(flat);  // 15 elements: 0-5, 6, 7-14
+  // Runs inside one tensor, across one boundary, across two, the last element, and one cut of each.
+  const std::vector<std::vector<std::pair<int64_t, int64_t>>> cases = {
+      {{1, 4}}, {{4, 9}}, {{5, 8}, {10, 15}}, {{0, 15}}, {{14, 15}}, {{0, 1}, {6, 7}, {7, 8}}};
+  for (const auto& ranges : cases) {
+    int64_t n = 0;
+    std::vector<torch::Tensor> want;
+    for (const auto& [lo, hi] : ranges) {
+      n += hi - lo;
+      want.push_back(whole.slice(0, lo, hi));
+    }
+    torch::Tensor out = torch::full({n}, -1.0f);
+    rwkv::trainer::copy_flat_ranges(tensors, ranges, out);
+    CHECK(torch::equal(out, torch::cat(want)));
+  }
+  torch::Tensor out = torch::empty({3});
+  CHECK_THROWS_WITH(rwkv::trainer::copy_flat_ranges(tensors, {{13, 16}}, out),
+                    Catch::Contains("range [13, 16) is not inside the flat view of 15 elements"));
 }

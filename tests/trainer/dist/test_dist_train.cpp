@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -266,6 +267,88 @@ TEST_CASE("a checkpoint of 2 ranks resumes on 1 and on 3 ranks, also under ZeRO-
   }
 }
 
+TEST_CASE("a 4-rank ZeRO-2 checkpoint, one shard per rank, resumes on 1, 2 and 3 ranks and under ZeRO-1", "[dist]") {
+  Fixture f;
+  // 12 micro-batches of 1 per step: shared by 1, 2, 3 and 4 ranks alike (the global batch stays 12).
+  const std::string batch = "--set train.micro_batch=1 --set train.grad_accum=12 --set train.grad_bucket_mb=0.01 ";
+  f.train(1, "one", batch);
+  const auto want = f.losses("one");
+  const auto want_state = f.last_checkpoint("one");
+  f.train(4, "four", batch + "--set train.max_steps=3 --set train.zero_stage=2");
+  const auto saved = rwkv::trainer::list_checkpoints(f.dir / "four" / "checkpoints");
+  REQUIRE(saved.size() == 1);
+  for (int r = 0; r < 4; ++r) CHECK(fs::exists(saved.back() / fmt::format("shard-{:05d}-of-00004.safetensors", r)));
+  for (const auto& [ranks, zero] : std::vector<std::pair<int, int>>{{1, 0}, {2, 2}, {3, 2}, {2, 1}}) {
+    INFO("resumed on " << ranks << " ranks, ZeRO-" << zero);
+    const std::string run = fmt::format("from4-{}-{}", ranks, zero);
+    fs::copy(f.dir / "four", f.dir / run, fs::copy_options::recursive);
+    const std::string out = f.train(ranks, run, batch + fmt::format("--set train.zero_stage={}", zero));
+    CHECK_THAT(out, Catch::Contains("resumed from") && Catch::Contains("(step 3,"));
+    const auto got = f.losses(run);
+    REQUIRE(got.size() == 6);  // 3 from the 4-rank run, 3 after the resume
+    require_same_losses(got, want);
+    require_same_state(f.last_checkpoint(run), want_state);
+    const auto last = rwkv::trainer::list_checkpoints(f.dir / run / "checkpoints").back();
+    CHECK(fs::exists(last / fmt::format("shard-{:05d}-of-{:05d}.safetensors", ranks - 1, ranks)));
+  }
+}
+
+TEST_CASE("ranks killed at random moments of sharded asynchronous saves resume bit-exactly", "[dist]") {
+  Fixture f;
+  // A checkpoint every step, so that most moments fall into a write; fp32 on the same number of
+  // ranks: the resumed runs must match the uninterrupted one bit for bit.
+  const std::string sets = "--set checkpoint.every_steps=1 --set train.zero_stage=2 --set train.grad_bucket_mb=0.01 "
+                           "--set train.max_steps=8";
+  f.train(2, "whole", sets);
+  const auto want = f.losses("whole");
+  REQUIRE(want.size() == 8);
+  const auto want_state = f.last_checkpoint("whole");
+  std::mt19937 random(Catch::rngSeed());
+  for (int round = 0; round < 3; ++round) {
+    const std::string run = fmt::format("killed{}", round);
+    const std::string d = (f.dir / run).string();
+    const int port = rwkv::test::free_port();
+    // Both ranks started directly, SIGKILLed together once `after` steps are logged, a checkpoint is
+    // complete and the next one's shard folder is being written, after a random 0-20 ms more (or
+    // after 60 s: the test then fails on the logged steps below).
+    const int after = 2 + round * 2;
+    std::string s;
+    for (int r = 0; r < 2; ++r)
+      s += fmt::format(
+          "RANK={0} WORLD_SIZE=2 LOCAL_RANK={0} MASTER_ADDR=127.0.0.1 MASTER_PORT={1} OMP_NUM_THREADS=1 "
+          "{2} train {3} --set train.run_dir={4} {5} > {4}.log{0} 2>&1 & p{0}=$!\n",
+          r, port, rwkv::test::rwkv_binary().string(), f.config, d, sets);
+    s += fmt::format(
+        "for i in $(seq 12000); do [ -f {0}/metrics.jsonl ] && [ $(wc -l < {0}/metrics.jsonl) -ge {1} ] && "
+        "compgen -G '{0}/checkpoints/step-*/COMPLETE' > /dev/null && "
+        "compgen -G '{0}/checkpoints/.step-*.tmp-shards' > /dev/null && break; sleep 0.005; done\n"
+        "sleep 0.0{2:02d}; kill -9 $p0 $p1; wait $p0 $p1\n",
+        d, after, static_cast<int>(random() % 21));
+    std::ofstream(f.dir / (run + ".sh")) << s;
+    rwkv::test::run("bash " + (f.dir / (run + ".sh")).string());
+    const auto before = f.losses(run);
+    INFO("round " << round << ": killed after " << before.size() << " logged steps");
+    REQUIRE(before.size() >= static_cast<size_t>(after));
+    REQUIRE(before.size() < 8);
+    const auto complete = rwkv::trainer::list_checkpoints(f.dir / run / "checkpoints");
+    REQUIRE(!complete.empty());
+    const std::string out = f.train(2, run, sets);
+    CHECK_THAT(out, Catch::Contains("resumed from " + complete.back().string()));
+    const auto got = f.losses(run);
+    REQUIRE(got == want);  // bit-identical losses, each step logged once
+    const auto state = f.last_checkpoint(run);
+    REQUIRE(state.progress == want_state.progress);
+    for (const auto& [name, w] : want_state.weights) {
+      INFO(name);
+      REQUIRE(torch::equal(rwkv::test::tensor_named(state.weights, name), w));
+    }
+    for (const auto& [name, m] : want_state.optimizer) {
+      INFO(name);
+      REQUIRE(torch::equal(rwkv::test::tensor_named(state.optimizer, name), m));
+    }
+  }
+}
+
 TEST_CASE("a stop signal to one rank stops all ranks at the same step with one checkpoint", "[dist]") {
   Fixture f;
   signal_ranks(f, 2, 1, "TERM", "");
@@ -313,10 +396,11 @@ TEST_CASE("rank 0 frozen while it writes a checkpoint: the others exit within th
   // large enough for the write to last). The others' wait for its word may last
   // checkpoint.write_timeout_s, far beyond this test; only the missing heartbeat ends it sooner.
   // A frozen process keeps its store connection open, as a dead rank 0 does under torchrun, whose
-  // agent hosts the store.
+  // agent hosts the store. Synchronous saves: the others wait for rank 0's word right away (with
+  // asynchronous ones they train on, and the next collective's timeout is what ends their wait).
   signal_ranks(f, 2, 0, "STOP",
                "--set model.n_embd=384 --set model.n_layer=4 --set checkpoint.every_steps=1 "
-               "--set checkpoint.write_timeout_s=1000 --set train.dist_timeout_s=4",
+               "--set checkpoint.async=false --set checkpoint.write_timeout_s=1000 --set train.dist_timeout_s=4",
                "compgen -G '{0}/sig/checkpoints/.step-*.tmp-*' > /dev/null");
   const std::string s = rwkv::test::slurp(f.dir / "rank1"), log = rwkv::test::slurp(f.dir / "log1");
   INFO(s << log);

@@ -98,9 +98,9 @@ TEST_CASE("rwkv export takes a trainer checkpoint; its pth and hf exports import
 
   SECTION("a corrupt checkpoint is refused naming the file, nothing written") {
     fs::copy(tiny.checkpoint, dir / "bad");
-    flip_byte(dir / "bad" / "weights.pt", 200);
+    flip_byte(dir / "bad" / "shard-00000-of-00001.safetensors", 200);
     out = cli(fmt::format("export {} --format hf --out {}", (dir / "bad").string(), (dir / "bad-hf").string()), false);
-    CHECK_THAT(out, Catch::Contains("weights.pt") && Catch::Contains("corrupt"));
+    CHECK_THAT(out, Catch::Contains("shard-00000-of-00001.safetensors") && Catch::Contains("corrupt"));
     CHECK_FALSE(fs::exists(dir / "bad-hf"));
   }
   SECTION("weights that do not fit the checkpoint's own config are refused naming the tensor") {
@@ -129,9 +129,10 @@ TEST_CASE("a weights-only checkpoint read still checks every file and keeps no o
 
   TempDir dir("rwkv-ckpt-parts");
   fs::copy(tiny.checkpoint, dir / "ck");
-  flip_byte(dir / "ck" / "optimizer.pt", 100);
+  // A byte far from the weights (the shard file ends with the RNG states).
+  flip_byte(dir / "ck" / "shard-00000-of-00001.safetensors", static_cast<int64_t>(fs::file_size(dir / "ck" / "shard-00000-of-00001.safetensors")) - 64);
   CHECK_THROWS_WITH(rwkv::trainer::load_checkpoint(dir / "ck", rwkv::trainer::CheckpointParts::weights),
-                    Catch::Contains("optimizer.pt does not match its hash"));
+                    Catch::Contains("shard-00000-of-00001.safetensors does not match its hash"));
 }
 
 TEST_CASE("our logits and gradients equal transformers' and the rwkv package's on our exports",

@@ -92,7 +92,7 @@ TEST_CASE("a resume whose every checkpoint is corrupt is refused and overwrites 
   rwkv::test::TempDir dir("rwkv-all-corrupt");
   train(config_of(dir));
   const fs::path ck = dir / "run" / "checkpoints";
-  for (const auto& p : list_checkpoints(ck)) corrupt(p / "weights.pt");
+  for (const auto& p : list_checkpoints(ck)) corrupt(p / "shard-00000-of-00001.safetensors");
   const auto metrics_before = lines_of(dir / "run" / "metrics.jsonl");
   std::vector<std::string> warnings;
   CHECK_THROWS_WITH(train(config_of(dir), &warnings),
@@ -107,12 +107,12 @@ TEST_CASE("a resume sets newer unreadable checkpoints aside; retention keeps che
   rwkv::test::TempDir dir("rwkv-set-aside");
   train(config_of(dir, {"checkpoint.keep=5"}));
   const fs::path ck = dir / "run" / "checkpoints";
-  corrupt(ck / "step-00000004" / "weights.pt");
+  corrupt(ck / "step-00000004" / "shard-00000-of-00001.safetensors");
   std::vector<std::string> warnings;
   const auto r = train(config_of(dir, {"checkpoint.keep=1", "train.max_steps=3"}), &warnings);
   CHECK(r.resumed);
   CHECK(r.progress.step == 3);
-  CHECK(fs::exists(ck / "unreadable-step-00000004" / "weights.pt"));  // kept: its weights may be intact
+  CHECK(fs::exists(ck / "unreadable-step-00000004" / "shard-00000-of-00001.safetensors"));  // kept: its weights may be intact
   REQUIRE(list_checkpoints(ck).size() == 1);
   CHECK(list_checkpoints(ck).front().filename() == "step-00000003");
   REQUIRE(warnings.size() == 2);
@@ -121,7 +121,7 @@ TEST_CASE("a resume sets newer unreadable checkpoints aside; retention keeps che
   // save_checkpoint alone: a newer step in the folder is not this run's to remove
   Checkpoint c;
   c.weights = {{"w", torch::ones({2})}};
-  c.optimizer = {{"exp_avg.w", torch::zeros({2})}};
+  c.optimizer = {{"exp_avg.w", torch::zeros({2})}, {"exp_avg_sq.w", torch::zeros({2})}};
   capture_rng(c);
   rwkv::test::TempDir lone("rwkv-retention");
   for (int64_t step : {9, 1, 2}) {

@@ -2,7 +2,7 @@
 // fp32 master weights, the WKV kernels with bf16 I/O), and its CPU twin in fp32, which checks the
 // same test logic here where no GPU is: the loss is finite and falls, a run interrupted by a
 // checkpoint and resumed by a fresh model continues as the uninterrupted one, and the checkpoint
-// carries the generator state of the run's device (rng.pt: "cpu", "cuda.N").
+// carries the generator state of the run's device (each shard's "rng.cpu", "rng.cuda.N").
 //
 // Nothing in a real run draws random numbers after initialisation, so a lost generator state
 // would go unnoticed: the runs here put dropout on the logits, drawn from the default generator
@@ -127,7 +127,7 @@ void check_run_and_resume(const std::string& device_name) {
     const auto r = run_training(cfg, env, c);
     REQUIRE(r.exit == TrainExit::stopped);
     losses = r.losses;
-    // rng.pt holds the generator states of the moment of the checkpoint; nothing drew since.
+    // The checkpoint holds the generator states of the moment of the checkpoint; nothing drew since.
     const Checkpoint ck = load_checkpoint(r.checkpoint);
     CHECK(ck.progress.step == kCut);
     CHECK(torch::equal(ck.cpu_rng, generator_state(torch::kCPU)));
