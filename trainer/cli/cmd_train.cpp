@@ -69,7 +69,6 @@ int train_main(const std::string& config_path, bool resume, bool restart, const 
   const torch::Device device = trainer::run_device(cfg, dist.local_rank);
   // The WKV kernels and NCCL work on the current device: this rank's GPU.
   const c10::DeviceGuard device_guard(device);
-  trainer::check_run_fits(cfg, device, dist.world_size);  // before anything is allocated or written
   std::unique_ptr<Communicator> comm;
   if (dist.distributed())
     comm = std::make_unique<Communicator>(
@@ -97,6 +96,9 @@ int train_main(const std::string& config_path, bool resume, bool restart, const 
     if (root) logging::info("validation: " + validation->data().describe());
   }
 
+  // After the data is found (a missing file is the more basic error), before the model is built
+  // and anything is written.
+  trainer::check_run_fits(cfg, device, dist.world_size);
   trainer::TrainedModel trained = trainer::build_trained_model(cfg, device);
   RWKV model = trained.model;
   if (root)
