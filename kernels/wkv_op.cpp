@@ -1,6 +1,7 @@
 #include "kernels/wkv_op.h"
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 
 #include "kernels/wkv_cpu.h"
 
@@ -83,6 +84,8 @@ void wkv_forward(const WkvForwardArgs& a) {
   check_tensor(a.y, "y", a.k.scalar_type(), {B, T, C}, dev);
   for (const auto& [t, name] : {std::pair{&a.aa, "aa"}, {&a.bb, "bb"}, {&a.pp, "pp"}})
     check_tensor(*t, name, acc, {B, C}, dev);
+  // Every tensor the kernel reads or writes, for the kernel census (trainer/bench/op_census.h).
+  RECORD_FUNCTION("rwkv::wkv_forward", std::vector<c10::IValue>({a.w, a.u, a.k, a.v, a.aa, a.bb, a.pp, a.y}));
   if (a.k.is_cuda())
     wkv_forward_cuda(a);
   else
@@ -101,6 +104,9 @@ void wkv_backward(const WkvBackwardArgs& a) {
         {&a.gw, "gw"}, {&a.gu, "gu"}, {&a.g_aa0, "g_aa0"}, {&a.g_bb0, "g_bb0"}, {&a.g_pp0, "g_pp0"}})
     check_tensor(*t, name, acc, {B, C}, dev);
   const at::Tensor workspace = at::empty({3, B, T, C}, a.k.options().dtype(acc));
+  RECORD_FUNCTION("rwkv::wkv_backward",
+                  std::vector<c10::IValue>({a.w, a.u, a.k, a.v, a.aa0, a.bb0, a.pp0, a.gy, a.g_aa_T, a.g_bb_T, a.gk,
+                                            a.gv, a.gw, a.gu, a.g_aa0, a.g_bb0, a.g_pp0, workspace}));
   if (a.k.is_cuda())
     wkv_backward_cuda(a, workspace);
   else

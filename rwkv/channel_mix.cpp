@@ -14,9 +14,10 @@ ChannelMixImpl::ChannelMixImpl(const ModelConfig& config, const torch::TensorOpt
 }
 
 torch::Tensor ChannelMixImpl::forward(const torch::Tensor& x, ChannelMixState* state) {
-  const torch::Tensor xx = token_shift(x, state ? state->prev_x : torch::Tensor());
-  const torch::Tensor k = torch::relu(key(time_mix(x, xx, time_mix_k))).square();
-  const torch::Tensor r = receptance(time_mix(x, xx, time_mix_r));
+  const std::vector<torch::Tensor> mixed =
+      token_shift_mix(x, state ? state->prev_x : torch::Tensor(), {time_mix_k, time_mix_r});
+  const torch::Tensor k = torch::relu(key(mixed[0])).square();
+  const torch::Tensor r = receptance(mixed[1]);
   if (state) state->prev_x = x.select(1, x.size(1) - 1).contiguous();
   return torch::sigmoid(r) * value(k);
 }

@@ -18,10 +18,11 @@ TimeMixImpl::TimeMixImpl(const ModelConfig& config, const torch::TensorOptions& 
 }
 
 torch::Tensor TimeMixImpl::forward(const torch::Tensor& x, TimeMixState* state) {
-  const torch::Tensor xx = token_shift(x, state ? state->prev_x : torch::Tensor());
-  const torch::Tensor k = key(time_mix(x, xx, time_mix_k));
-  const torch::Tensor v = value(time_mix(x, xx, time_mix_v));
-  const torch::Tensor r = receptance(time_mix(x, xx, time_mix_r));
+  const std::vector<torch::Tensor> mixed =
+      token_shift_mix(x, state ? state->prev_x : torch::Tensor(), {time_mix_k, time_mix_v, time_mix_r});
+  const torch::Tensor k = key(mixed[0]);
+  const torch::Tensor v = value(mixed[1]);
+  const torch::Tensor r = receptance(mixed[2]);
   WkvOutput wkv_out = state ? wkv(time_decay, time_first, k, v, state->wkv)
                             : wkv(time_decay, time_first, k, v);
   if (state) {

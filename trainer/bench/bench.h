@@ -49,6 +49,9 @@ struct TrainOptions {
   int steps = 5, warmup = 1;
   std::string device = "auto", json;  // auto: CUDA when torch sees one, else the CPU
   std::vector<std::string> sets;    // `--set section.key=value`, as `rwkv train` takes them
+  // Instead of timing: the kernel census of one block at the run's micro_batch × ctx
+  // (trainer/bench/op_census.h), printed and, with --json, written as the field "census".
+  bool census = false;
 };
 void bench_train(const TrainOptions& o);
 

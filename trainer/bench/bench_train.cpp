@@ -26,6 +26,7 @@
 #include "trainer/bench/bench.h"
 #include "trainer/bench/cpu_memory_meter.h"
 #include "trainer/bench/flops_peak.h"
+#include "trainer/bench/op_census.h"
 #include "trainer/train/train_loop.h"
 
 namespace rwkv::bench {
@@ -257,6 +258,13 @@ void bench_train(const TrainOptions& o) {
     throw std::invalid_argument(
         "bench train: --micro-batch, --ctx and --steps must be positive, --segment and --warmup non-negative");
   const trainer::RunConfig cfg = bench_train_config(o);
+  if (o.census) {
+    const trainer::Stage& st = cfg.stages.front();
+    nlohmann::json j = {{"bench", "train"}, {"config", cfg.file}};
+    j["census"] = report_block_census(cfg.model, st.micro_batch, st.ctx_len);
+    write_json(o.json, j);
+    return;
+  }
   const torch::Device requested = device_flag(o.device, "bench train");
   const torch::Device dev = trainer::run_device(cfg, requested.has_index() ? requested.index() : 0);
   const c10::DeviceGuard device_guard(dev);

@@ -63,6 +63,8 @@ void add_bench_command(CLI::App& app) {
   train->add_option("--device", t.device, "auto, cpu or cuda[:N] (the CPU step is fp32)")
       ->check(device_name)
       ->capture_default_str();
+  train->add_flag("--census", t.census,
+                  "instead of timing: count the operators and bytes of one block's forward and backward (on the CPU)");
   train->add_option("--set", t.sets, "override a config field: section.key=value")->allow_extra_args(false);
   static JsonOut t_out;
   t_out.add(train, t.json);
