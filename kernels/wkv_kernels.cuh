@@ -69,46 +69,70 @@ __global__ void forward_kernel(WkvCudaForward a) {
   a.pp[idx] = s.pp;
 }
 
-template <class IO>
-__global__ void backward_kernel(WkvCudaBackward a) {
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= a.B * a.C) return;
-  const int64_t b = idx / a.C, c = idx % a.C;
+// The backward's two walks over n steps of one (b, c), shared by the sequential kernel (all T
+// steps) and the chunked one (one chunk). `first`/`last`: the offset of the first/last step.
+// Forward walk: the state before every step into the workspace (kStore), advancing `s`.
+template <class IO, bool kStore>
+__device__ __forceinline__ void state_walk(const WkvCudaBackward& a, int64_t n, int64_t first, float w,
+                                           wkv::State<float>& s) {
+  const IO* __restrict__ k = static_cast<const IO*>(a.k);
+  const IO* __restrict__ v = static_cast<const IO*>(a.v);
+  const int64_t plane = a.B * a.T * a.C;
+  float* __restrict__ ws = a.workspace;
+  over_time<kAheadForward>(
+      n, first, a.C, [&](int64_t o) { return KV{load(k[o]), load(v[o])}; },
+      [&](const KV& in, int64_t o) {
+        if (kStore) {
+          ws[o] = s.aa;
+          ws[plane + o] = s.bb;
+          ws[2 * plane + o] = s.pp;
+        }
+        wkv::update(s, w, in.k, in.v);
+      });
+}
+
+// Reverse walk from the adjoint `adj` after the last step: ∂L/∂k, ∂L/∂v written (kGrads),
+// ∂L/∂w, ∂L/∂u added to acc_w, acc_u, and `adj` moved to before the first step.
+template <class IO, bool kGrads>
+__device__ __forceinline__ void adjoint_walk(const WkvCudaBackward& a, int64_t n, int64_t last, float w, float u,
+                                             wkv::Adjoint<float>& adj, float& acc_w, float& acc_u) {
   const IO* __restrict__ k = static_cast<const IO*>(a.k);
   const IO* __restrict__ v = static_cast<const IO*>(a.v);
   const IO* __restrict__ gy = static_cast<const IO*>(a.gy);
   IO* __restrict__ gk = static_cast<IO*>(a.gk);
   IO* __restrict__ gv = static_cast<IO*>(a.gv);
   const int64_t plane = a.B * a.T * a.C;
-  float* __restrict__ ws_aa = a.workspace;
-  float* __restrict__ ws_bb = ws_aa + plane;
-  float* __restrict__ ws_pp = ws_bb + plane;
-  const float w = a.w[c], u = a.u[c];
-  const int64_t first = b * a.T * a.C + c;
-
-  // Pass 1 (forward): the state before every step.
-  wkv::State<float> s{a.aa0[idx], a.bb0[idx], a.pp0[idx]};
-  over_time<kAheadForward>(
-      a.T, first, a.C, [&](int64_t o) { return KV{load(k[o]), load(v[o])}; },
-      [&](const KV& in, int64_t o) {
-        ws_aa[o] = s.aa;
-        ws_bb[o] = s.bb;
-        ws_pp[o] = s.pp;
-        wkv::update(s, w, in.k, in.v);
-      });
-  // Pass 2 (reverse): every gradient.
-  wkv::Adjoint<float> adj = wkv::adjoint_from_final(s, a.g_aa_T[idx], a.g_bb_T[idx]);
-  float acc_w = 0.f, acc_u = 0.f;
+  const float* __restrict__ ws = a.workspace;
   over_time<kAheadBackward>(
-      a.T, first + (a.T - 1) * a.C, -a.C,
-      [&](int64_t o) { return BackwardIn{ws_aa[o], ws_bb[o], ws_pp[o], load(k[o]), load(v[o]), load(gy[o])}; },
+      n, last, -a.C,
+      [&](int64_t o) {
+        return BackwardIn{ws[o], ws[plane + o], ws[2 * plane + o], load(k[o]), load(v[o]), load(gy[o])};
+      },
       [&](const BackwardIn& in, int64_t o) {
         float dk, dv;
         wkv::backward_step(wkv::State<float>{in.aa, in.bb, in.pp}, adj, w, u, in.k, in.v, in.gy, dk, dv, acc_w,
                            acc_u);
-        gk[o] = store<IO>(dk);
-        gv[o] = store<IO>(dv);
+        if (kGrads) {
+          gk[o] = store<IO>(dk);
+          gv[o] = store<IO>(dv);
+        }
       });
+}
+
+template <class IO>
+__global__ void backward_kernel(WkvCudaBackward a) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= a.B * a.C) return;
+  const int64_t b = idx / a.C, c = idx % a.C;
+  const float w = a.w[c], u = a.u[c];
+  const int64_t first = b * a.T * a.C + c;
+  // Pass 1 (forward): the state before every step.
+  wkv::State<float> s{a.aa0[idx], a.bb0[idx], a.pp0[idx]};
+  state_walk<IO, true>(a, a.T, first, w, s);
+  // Pass 2 (reverse): every gradient.
+  wkv::Adjoint<float> adj = wkv::adjoint_from_final(s, a.g_aa_T[idx], a.g_bb_T[idx]);
+  float acc_w = 0.f, acc_u = 0.f;
+  adjoint_walk<IO, true>(a, a.T, first + (a.T - 1) * a.C, w, u, adj, acc_w, acc_u);
   wkv::backward_initial(wkv::State<float>{a.aa0[idx], a.bb0[idx], a.pp0[idx]}, adj, a.g_aa0[idx], a.g_bb0[idx],
                         a.g_pp0[idx], acc_w);
   a.gw[idx] = acc_w;
@@ -221,23 +245,9 @@ __global__ void backward_states_kernel(WkvCudaBackward a, BackwardChunks g) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n) return;
   const int64_t j = idx / (a.B * a.C), bc = idx % (a.B * a.C), b = bc / a.C, c = bc % a.C;
-  const IO* __restrict__ k = static_cast<const IO*>(a.k);
-  const IO* __restrict__ v = static_cast<const IO*>(a.v);
-  const int64_t plane = a.B * a.T * a.C;
-  float* __restrict__ ws = a.workspace;
-  const float w = a.w[c];
   wkv::State<float> s =
       kStates ? wkv::State<float>{g.fs[idx], g.fs[n + idx], g.fs[2 * n + idx]} : wkv::empty_state<float>();
-  over_time<kAheadForward>(
-      g.length(a, j), (b * a.T + j * g.chunk) * a.C + c, a.C, [&](int64_t o) { return KV{load(k[o]), load(v[o])}; },
-      [&](const KV& in, int64_t o) {
-        if (kStates) {
-          ws[o] = s.aa;
-          ws[plane + o] = s.bb;
-          ws[2 * plane + o] = s.pp;
-        }
-        wkv::update(s, w, in.k, in.v);
-      });
+  state_walk<IO, kStates>(a, g.length(a, j), (b * a.T + j * g.chunk) * a.C + c, a.w[c], s);
   if (!kStates) {
     g.fs[idx] = s.aa;
     g.fs[n + idx] = s.bb;
@@ -271,31 +281,10 @@ __global__ void backward_adjoint_kernel(WkvCudaBackward a, BackwardChunks g) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n) return;
   const int64_t j = idx / (a.B * a.C), bc = idx % (a.B * a.C), b = bc / a.C, c = bc % a.C;
-  const IO* __restrict__ k = static_cast<const IO*>(a.k);
-  const IO* __restrict__ v = static_cast<const IO*>(a.v);
-  const IO* __restrict__ gy = static_cast<const IO*>(a.gy);
-  IO* __restrict__ gk = static_cast<IO*>(a.gk);
-  IO* __restrict__ gv = static_cast<IO*>(a.gv);
-  const int64_t plane = a.B * a.T * a.C;
-  const float* __restrict__ ws = a.workspace;
-  const float w = a.w[c], u = a.u[c];
   const int64_t len = g.length(a, j);
   wkv::Adjoint<float> adj = kGrads ? get_adjoint(g.adj, n, idx) : wkv::empty_adjoint<float>();
   float acc_w = 0.f, acc_u = 0.f;
-  over_time<kAheadBackward>(
-      len, (b * a.T + j * g.chunk + len - 1) * a.C + c, -a.C,
-      [&](int64_t o) {
-        return BackwardIn{ws[o], ws[plane + o], ws[2 * plane + o], load(k[o]), load(v[o]), load(gy[o])};
-      },
-      [&](const BackwardIn& in, int64_t o) {
-        float dk, dv;
-        wkv::backward_step(wkv::State<float>{in.aa, in.bb, in.pp}, adj, w, u, in.k, in.v, in.gy, dk, dv, acc_w,
-                           acc_u);
-        if (kGrads) {
-          gk[o] = store<IO>(dk);
-          gv[o] = store<IO>(dv);
-        }
-      });
+  adjoint_walk<IO, kGrads>(a, len, (b * a.T + j * g.chunk + len - 1) * a.C + c, a.w[c], a.u[c], adj, acc_w, acc_u);
   if (kGrads) {
     g.part[idx] = acc_w;
     g.part[n + idx] = acc_u;
