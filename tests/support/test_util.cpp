@@ -30,6 +30,17 @@ std::string slurp(const std::filesystem::path& path) {
   return {std::istreambuf_iterator<char>(f), {}};
 }
 
+std::filesystem::path prep_byte_corpus(const std::filesystem::path& dir, const std::string& text) {
+  std::filesystem::create_directories(dir / "text");
+  std::ofstream(dir / "text" / "a.txt") << text;
+  std::string out;
+  const std::string command = rwkv_binary().string() + " prep " + (dir / "text").string() + " -o " +
+                              (dir / "tok").string() + " --tokenizer byte --quiet";
+  INFO(command << "\n" << out);
+  REQUIRE(run(command, &out) == 0);
+  return dir / "tok";
+}
+
 int run(const std::string& command, std::string* output) {
   FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   if (!pipe) return -1;

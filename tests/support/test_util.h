@@ -45,6 +45,10 @@ std::string slurp(const std::filesystem::path& path);
 // Run a shell command, capture stdout+stderr; returns the exit status.
 int run(const std::string& command, std::string* output = nullptr);
 
+// `text` as <dir>/text/a.txt, byte-tokenized by the `rwkv` binary (`rwkv prep`) into the binidx
+// prefix <dir>/tok, which it returns; fails the test when prep fails.
+std::filesystem::path prep_byte_corpus(const std::filesystem::path& dir, const std::string& text);
+
 // A fresh empty directory under the system temp dir, removed when the object dies.
 class TempDir {
  public:

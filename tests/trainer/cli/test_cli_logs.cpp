@@ -23,13 +23,9 @@ std::string bin() { return rwkv::test::rwkv_binary().string(); }
 
 // A byte-tokenized corpus at <dir>/tok and a tiny-model config writing to <dir>/run.
 std::string prepare(const fs::path& dir) {
-  fs::create_directories(dir / "text");
-  std::ofstream text(dir / "text" / "a.txt");
-  for (int i = 0; i < 800; ++i) text << "the quick brown fox " << i % 17 << " jumps over the lazy dog.\n";
-  text.close();
-  std::string out;
-  REQUIRE(rwkv::test::run(fmt::format("{} prep {} -o {} --quiet", bin(), (dir / "text").string(), (dir / "tok").string()),
-                          &out) == 0);
+  std::string text;
+  for (int i = 0; i < 800; ++i) text += fmt::format("the quick brown fox {} jumps over the lazy dog.\n", i % 17);
+  rwkv::test::prep_byte_corpus(dir, text);
   std::ofstream cfg(dir / "run.yaml");
   cfg << fmt::format(R"(model: {{n_layer: 1, n_embd: 32, vocab_size: 256}}
 data: {{path: "{}", ctx_len: 16}}

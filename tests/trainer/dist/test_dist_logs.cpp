@@ -22,14 +22,9 @@ namespace {
 // A byte-level corpus and a tiny-model config: global batch 4 as 2 samples x 2 micro-batches,
 // one micro-batch per rank on 2 ranks.
 std::string prepare(const fs::path& dir) {
-  fs::create_directories(dir / "text");
-  std::ofstream text(dir / "text" / "a.txt");
-  for (int i = 0; i < 600; ++i) text << "pack my box with " << i % 23 << " dozen liquor jugs; " << i % 7 << "\n";
-  text.close();
-  std::string out;
-  REQUIRE(rwkv::test::run(fmt::format("{} prep {} -o {} --tokenizer byte --quiet", rwkv::test::rwkv_binary().string(),
-                                      (dir / "text").string(), (dir / "tok").string()),
-                          &out) == 0);
+  std::string text;
+  for (int i = 0; i < 600; ++i) text += fmt::format("pack my box with {} dozen liquor jugs; {}\n", i % 23, i % 7);
+  rwkv::test::prep_byte_corpus(dir, text);
   std::ofstream(dir / "run.yaml") << fmt::format(R"(model: {{n_layer: 1, n_embd: 32, vocab_size: 256}}
 data: {{path: "{}", ctx_len: 16}}
 train: {{run_dir: "{}", micro_batch: 2, grad_accum: 2, epoch_samples: 48, epoch_count: 100, device: cpu, threads: 1,

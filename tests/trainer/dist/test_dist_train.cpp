@@ -37,14 +37,9 @@ struct Fixture {
   rwkv::test::TempDir dir{"rwkv-dist-train"};
   std::string config;
   Fixture() {
-    fs::create_directories(dir / "text");
-    std::ofstream text(dir / "text" / "a.txt");
-    for (int i = 0; i < 600; ++i) text << "pack my box with " << i % 23 << " dozen liquor jugs; " << i % 7 << "\n";
-    text.close();
-    std::string out;
-    REQUIRE(rwkv::test::run(fmt::format("{} prep {} -o {} --tokenizer byte --quiet", rwkv::test::rwkv_binary().string(),
-                                        (dir / "text").string(), (dir / "tok").string()),
-                            &out) == 0);
+    std::string text;
+    for (int i = 0; i < 600; ++i) text += fmt::format("pack my box with {} dozen liquor jugs; {}\n", i % 23, i % 7);
+    rwkv::test::prep_byte_corpus(dir.path(), text);
     config = (dir / "run.yaml").string();
     std::ofstream(config) << fmt::format(R"(model: {{n_layer: 2, n_embd: 32, vocab_size: 256}}
 data: {{path: "{}", ctx_len: 16}}
