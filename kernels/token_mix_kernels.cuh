@@ -20,17 +20,36 @@ namespace {
 
 constexpr int kMixThreads = 256;
 
+// What thread `idx` of a forward or backward launch takes: channel c of tokens [t0, t1) of batch
+// row b (its chunk; `row` = b·chunks + chunk, the row of the ∂μ partial sums), `first` the offset
+// of token t0, `xx` the input one token before t0 (the carried row at t = 0, or zero without
+// one). valid is false past the grid's last chunk.
+struct MixSlot {
+  bool valid;
+  int64_t b, c, row, t0, t1, first;
+  float xx;
+};
+template <class X, class Args>
+__device__ __forceinline__ MixSlot mix_slot(const Args& a, int64_t idx) {
+  const int64_t chunks = (a.T + a.chunk - 1) / a.chunk;
+  if (idx >= a.B * chunks * a.C) return MixSlot{false, 0, 0, 0, 0, 0, 0, 0.f};
+  const int64_t c = idx % a.C, bj = idx / a.C, b = bj / chunks, j = bj % chunks;
+  const int64_t t0 = j * a.chunk, t1 = t0 + a.chunk < a.T ? t0 + a.chunk : a.T;
+  const X* x = static_cast<const X*>(a.x);
+  const int64_t first = (b * a.T + t0) * a.C + c;
+  const float xx =
+      t0 > 0 ? load(x[first - a.C]) : (a.prev != nullptr ? load(static_cast<const X*>(a.prev)[b * a.C + c]) : 0.f);
+  return MixSlot{true, b, c, bj, t0, t1, first, xx};
+}
+
 // X: the type of x, prev, gx, gprev; Y: the type of the mixes and their gradients.
 template <class X, class Y, int kMixes>
 __global__ void mix_forward_kernel(TokenMixCudaForward a) {
-  const int64_t chunks = (a.T + a.chunk - 1) / a.chunk;
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= a.B * chunks * a.C) return;
-  const int64_t c = idx % a.C, bj = idx / a.C, b = bj / chunks, j = bj % chunks;
-  const int64_t t0 = j * a.chunk, t1 = t0 + a.chunk < a.T ? t0 + a.chunk : a.T;
+  const MixSlot slot = mix_slot<X>(a, static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x);
+  if (!slot.valid) return;
+  const int64_t c = slot.c, t0 = slot.t0, t1 = slot.t1, first = slot.first;
   const X* __restrict__ x = static_cast<const X*>(a.x);
-  const int64_t first = (b * a.T + t0) * a.C + c;
-  float xx = t0 > 0 ? load(x[first - a.C]) : (a.prev != nullptr ? load(static_cast<const X*>(a.prev)[b * a.C + c]) : 0.f);
+  float xx = slot.xx;
   float mu[kMixes];
   for (int m = 0; m < kMixes; ++m) mu[m] = a.mu[m][c];
   for (int64_t t = t0, o = first; t < t1; ++t, o += a.C) {
@@ -42,15 +61,12 @@ __global__ void mix_forward_kernel(TokenMixCudaForward a) {
 
 template <class X, class Y, int kMixes>
 __global__ void mix_backward_kernel(TokenMixCudaBackward a) {
-  const int64_t chunks = (a.T + a.chunk - 1) / a.chunk;
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= a.B * chunks * a.C) return;
-  const int64_t c = idx % a.C, bj = idx / a.C, b = bj / chunks, j = bj % chunks;
-  const int64_t t0 = j * a.chunk, t1 = t0 + a.chunk < a.T ? t0 + a.chunk : a.T;
+  const MixSlot slot = mix_slot<X>(a, static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x);
+  if (!slot.valid) return;
+  const int64_t b = slot.b, c = slot.c, t0 = slot.t0, t1 = slot.t1, first = slot.first;
   const X* __restrict__ x = static_cast<const X*>(a.x);
   X* __restrict__ gx = static_cast<X*>(a.gx);
-  const int64_t first = (b * a.T + t0) * a.C + c;
-  float xx = t0 > 0 ? load(x[first - a.C]) : (a.prev != nullptr ? load(static_cast<const X*>(a.prev)[b * a.C + c]) : 0.f);
+  float xx = slot.xx;
   float mu[kMixes], g[kMixes], gmu[kMixes];
   for (int m = 0; m < kMixes; ++m) {
     mu[m] = a.mu[m][c];
@@ -74,7 +90,7 @@ __global__ void mix_backward_kernel(TokenMixCudaBackward a) {
     gx[o] = store<X>(gxt);
     xx = xt;
   }
-  for (int m = 0; m < kMixes; ++m) a.gmu_partial[m][bj * a.C + c] = gmu[m];
+  for (int m = 0; m < kMixes; ++m) a.gmu_partial[m][slot.row * a.C + c] = gmu[m];
 }
 
 unsigned mix_blocks(int64_t B, int64_t T, int64_t C, int64_t chunk) {
