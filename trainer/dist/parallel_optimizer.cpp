@@ -218,7 +218,9 @@ class ShardedAdam : public ParallelOptimizer {
   }
 
   torch::Tensor grad_norm() override {
-    auto sq = grad_.to(torch::kFloat64).square().sum().reshape({1});
+    // The shard's norm without an fp64 copy of it (ATen's CPU reductions of fp32 accumulate in
+    // double, trainer/optim/optimizer.cpp global_grad_norm), squared in double, summed over ranks.
+    auto sq = grad_.norm().to(torch::kFloat64).square().reshape({1});
     comm_.all_reduce_sum(sq);
     return sq.sqrt().reshape({});
   }
@@ -351,7 +353,10 @@ class ShardedAdam : public ParallelOptimizer {
     const auto g = incoming.reshape({-1});
     const bool again = arrived_[i];
     arrived_[i] = 1;
-    for (const auto& o : overlaps_[i]) {
+    // Last bucket first, each started as soon as it is complete: a parameter spanning many
+    // buckets (the embedding, the head) is staged a few buckets at a time, not whole.
+    for (auto it = overlaps_[i].rbegin(); it != overlaps_[i].rend(); ++it) {
+      const Overlap& o = *it;
       Staged& s = staged(o.bucket);
       if (again) {
         // Autograd sums all uses of a leaf before accumulating it: a second arrival means a second
@@ -364,8 +369,8 @@ class ShardedAdam : public ParallelOptimizer {
       }
       s.in.narrow(0, o.rel, o.length).copy_(g.narrow(0, o.param_offset, o.length));
       --s.missing;
+      start_ready();
     }
-    start_ready();
   }
 
   Staged& staged(size_t k) {
