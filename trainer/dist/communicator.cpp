@@ -116,13 +116,17 @@ void Communicator::broadcast(torch::Tensor& tensor, int root) {
 }
 
 void Communicator::all_gather(torch::Tensor& out, const torch::Tensor& in) {
+  torch::Tensor input = in;
+  if (const auto work = start_all_gather(out, input)) finish(work, "all_gather", env_, timeout_);
+}
+
+c10::intrusive_ptr<c10d::Work> Communicator::start_all_gather(torch::Tensor& out, torch::Tensor& in) {
   if (!backend_) {
     out.copy_(in.view_as(out));
-    return;
+    return {};
   }
   // The flat-tensor form (no list of per-rank views to copy through): Gloo and NCCL both have it.
-  torch::Tensor input = in;
-  finish(backend_->_allgather_base(out, input), "all_gather", env_, timeout_);
+  return backend_->_allgather_base(out, in);
 }
 
 void Communicator::reduce_scatter_sum(torch::Tensor& out, const torch::Tensor& in) {

@@ -55,14 +55,16 @@ MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding) {
   e.adam = adam * shard;
   e.grads = sharding == Sharding::ZeRO2 ? grads / N : grads;
   // Collective buffers (trainer/dist/grad_sync.h, parallel_optimizer.cpp): DDP all-reduces every
-  // gradient through flat fp32 buckets that together hold a whole gradient; ZeRO-1 reduces through
-  // one fp32 bucket; ZeRO-2 stages up to 4 buckets in flight plus the one being filled, with their
-  // parts; both gather the updated parameters through one bucket and its part in compute dtype.
+  // gradient through flat fp32 buckets that together hold a whole gradient. The ZeRO stages keep
+  // up to 4 buckets' collectives in flight while packing a fifth: ZeRO-1 all-reduces fp32 buckets
+  // after backward, ZeRO-2 reduce-scatters them (each with its part) during backward; then both
+  // all-gather the updated parameters (a bucket and its part each, in the compute dtype) once
+  // those buffers are gone, so the larger of the two phases counts.
   const double bucket = std::min(req.bucket_bytes, grads);
-  const double gather = (bucket + bucket / N) * req.compute_bytes / 4;
+  const double gather = 5 * (bucket + bucket / N) * req.compute_bytes / 4;
   if (sharding == Sharding::DDP) e.workspace = N > 1 ? grads : 0;
-  if (sharding == Sharding::ZeRO1) e.workspace = bucket + gather;
-  if (sharding == Sharding::ZeRO2) e.workspace = 5 * (bucket + bucket / N) + gather;
+  if (sharding == Sharding::ZeRO1) e.workspace = std::max(5 * bucket, gather);
+  if (sharding == Sharding::ZeRO2) e.workspace = std::max(5 * (bucket + bucket / N), gather);
 
   const double per_block = static_cast<double>(block_activation_elems_per_token(m)) * req.compute_bytes;
   // emb output and ln0 in/out, ln_out in/out: 5D per token besides the blocks.

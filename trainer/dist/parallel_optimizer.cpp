@@ -35,11 +35,42 @@ GradStore::Mode store_mode(int64_t zero_stage, torch::ScalarType compute_dtype) 
   return compute_dtype == torch::kFloat32 ? GradStore::Mode::autograd : GradStore::Mode::fp32;
 }
 
-void check_parameters(const NamedTensors& params) {
+void check_parameters(const NamedTensors& params, torch::ScalarType compute_dtype) {
   for (const auto& [name, p] : params)
-    TORCH_CHECK(p.scalar_type() == torch::kFloat32 && p.is_contiguous(),
-                "the optimizer takes contiguous fp32 parameters (the masters are copied from them); ", name, " is not");
+    TORCH_CHECK((p.scalar_type() == torch::kFloat32 || p.scalar_type() == compute_dtype) && p.is_contiguous(),
+                "the optimizer takes contiguous fp32 or ", c10::toString(compute_dtype), " parameters; ", name, " is ",
+                p.scalar_type());
 }
+
+// Collectives started in order and completed oldest first, at most `limit` outstanding: the
+// buckets' communication overlaps the packing of the next ones (and each other) while only a few
+// bucket buffers exist at a time. `done` runs once its collective has completed.
+class InFlight {
+ public:
+  InFlight(Communicator& comm, size_t limit) : comm_(comm), limit_(limit) {}
+  void add(c10::intrusive_ptr<c10d::Work> work, std::function<void()> done) {
+    queue_.push_back({std::move(work), std::move(done)});
+    while (queue_.size() > limit_) finish_oldest();
+  }
+  void finish_all() {
+    while (!queue_.empty()) finish_oldest();
+  }
+  bool empty() const { return queue_.empty(); }
+
+ private:
+  void finish_oldest() {
+    auto [work, done] = std::move(queue_.front());
+    queue_.pop_front();
+    comm_.wait(work);
+    done();
+  }
+  Communicator& comm_;
+  size_t limit_;
+  std::deque<std::pair<c10::intrusive_ptr<c10d::Work>, std::function<void()>>> queue_;
+};
+
+// Collectives (and their bucket buffers) outstanding at once in the ZeRO stages.
+constexpr size_t kInFlight = 4;
 
 // Stage 0: the whole masters and Adam on every rank. Identical averaged gradients and identical
 // elementwise updates keep the replicas bit-identical without communicating the parameters.
@@ -102,10 +133,11 @@ class ReplicatedAdam : public ParallelOptimizer {
  private:
   // The fp32 parameters themselves, or fp32 copies of them taken before they are converted.
   static NamedTensors masters_of(const NamedTensors& params, torch::ScalarType dtype) {
-    check_parameters(params);
+    check_parameters(params, dtype);
     if (dtype == torch::kFloat32) return params;
     NamedTensors masters;
-    for (const auto& [name, p] : params) masters.push_back({name, p.detach().clone()});
+    for (const auto& [name, p] : params)
+      masters.push_back({name, p.detach().to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true)});
     convert_parameters(params, dtype);
     return masters;
   }
@@ -134,7 +166,7 @@ class ShardedAdam : public ParallelOptimizer {
  public:
   ShardedAdam(const NamedTensors& params, const AdamConfig& config, Communicator& comm, const ParallelOptions& options)
       : params_(params), config_(config), comm_(comm), stage_(options.zero_stage) {
-    check_parameters(params);
+    check_parameters(params, options.compute_dtype);
     const int64_t world = comm.world_size(), rank = comm.rank();
     int64_t flat = 0;
     for (const auto& [name, p] : params_) {
@@ -143,13 +175,12 @@ class ShardedAdam : public ParallelOptimizer {
     }
     total_ = flat;
     const int64_t bucket_elems = std::max<int64_t>(world, options.bucket_bytes / 4);
-    int64_t shard = 0, max_part = 0;
+    int64_t shard = 0;
     overlaps_.resize(params_.size());
     for (int64_t start = 0; start < total_; start += bucket_elems) {
       Bucket b{start, std::min(bucket_elems, total_ - start), 0, shard};
       b.part = (b.length + world - 1) / world;
       shard += b.part;
-      max_part = std::max(max_part, b.part);
       // This rank's part as pieces of parameters.
       const int64_t lo = b.start + rank * b.part, hi = std::min(b.start + (rank + 1) * b.part, b.start + b.length);
       for_each_overlap(lo, hi, [&](size_t i, int64_t param_offset, int64_t rel, int64_t len) {
@@ -163,7 +194,7 @@ class ShardedAdam : public ParallelOptimizer {
       });
       buckets_.push_back(b);
     }
-    const auto fp32 = params_.front().tensor.options().requires_grad(false);
+    const auto fp32 = params_.front().tensor.options().dtype(torch::kFloat32).requires_grad(false);
     exp_avg_ = torch::zeros({shard}, fp32);
     exp_avg_sq_ = torch::zeros({shard}, fp32);
     grad_ = torch::zeros({shard}, fp32);
@@ -174,10 +205,7 @@ class ShardedAdam : public ParallelOptimizer {
         master_.narrow(0, pc.shard_offset, pc.length).copy_(param_flat(pc.param).narrow(0, pc.param_offset, pc.length));
       convert_parameters(params_, options.compute_dtype);
     }
-    const auto compute = fp32.dtype(options.compute_dtype);
-    gathered_ = torch::empty({world * max_part}, compute);
-    part_ = torch::empty({max_part}, compute);
-    if (stage_ == 1) reduced_ = torch::empty({world * max_part}, fp32);
+    compute_dtype_ = options.compute_dtype;
     store_ = std::make_unique<GradStore>(tensors_of(params_), store_mode(stage_, options.compute_dtype));
     if (stage_ == 2) {
       staged_.resize(buckets_.size());
@@ -196,16 +224,20 @@ class ShardedAdam : public ParallelOptimizer {
     if (stage_ == 2) {
       if (pending_) flush();  // a backward whose after_backward() was not called
     } else {
+      // Every bucket packed and started in turn, a few in flight, waited for oldest first.
+      InFlight flight(comm_, kInFlight);
       for (const auto& b : buckets_) {
-        auto in = reduced_.narrow(0, 0, comm_.world_size() * b.part);
-        in.zero_();  // the padding, and parameters without a gradient, contribute zeros
+        // Zeros: the padding, and parameters without a gradient, contribute nothing.
+        auto in = torch::zeros({comm_.world_size() * b.part}, grad_.options());
         for_each_overlap(b.start, b.start + b.length, [&](size_t i, int64_t param_offset, int64_t rel, int64_t len) {
           const auto g = store_->get(i);
           if (g.defined()) in.narrow(0, rel, len).copy_(g.reshape({-1}).narrow(0, param_offset, len));
         });
-        comm_.all_reduce_sum(in);
-        grad_.narrow(0, b.shard_offset, b.part).copy_(in.narrow(0, comm_.rank() * b.part, b.part));
+        flight.add(comm_.start_all_reduce_sum(in), [this, in, &b] {
+          grad_.narrow(0, b.shard_offset, b.part).copy_(in.narrow(0, comm_.rank() * b.part, b.part));
+        });
       }
+      flight.finish_all();
       // The shard is all the update needs: the whole gradients can go now.
       store_->drop();
     }
@@ -240,19 +272,23 @@ class ShardedAdam : public ParallelOptimizer {
       adam_update(master, grad_.narrow(0, pc.shard_offset, pc.length), m, v, lr * lr_multiplier(name, mult),
                   p.dim() == 2, steps_, config_);
     }
-    // Every rank receives the updated parts of the others, in the compute dtype.
+    // Every rank receives the updated parts of the others, in the compute dtype, a few buckets in
+    // flight.
+    InFlight flight(comm_, kInFlight);
+    const auto compute = grad_.options().dtype(compute_dtype_);
     for (const auto& b : buckets_) {
-      auto part = part_.narrow(0, 0, b.part);
-      auto all = gathered_.narrow(0, 0, comm_.world_size() * b.part);
-      part.zero_();
+      auto part = torch::zeros({b.part}, compute);
+      auto all = torch::empty({comm_.world_size() * b.part}, compute);
       for (const auto& pc : pieces_)
         if (pc.shard_offset >= b.shard_offset && pc.shard_offset < b.shard_offset + b.part)
           part.narrow(0, pc.shard_offset - b.shard_offset, pc.length).copy_(master_piece(pc));
-      comm_.all_gather(all, part);
-      for_each_overlap(b.start, b.start + b.length, [&](size_t i, int64_t param_offset, int64_t rel, int64_t len) {
-        param_flat(i).narrow(0, param_offset, len).copy_(all.narrow(0, rel, len));
+      flight.add(comm_.start_all_gather(all, part), [this, all, part, &b] {
+        for_each_overlap(b.start, b.start + b.length, [&](size_t i, int64_t param_offset, int64_t rel, int64_t len) {
+          param_flat(i).narrow(0, param_offset, len).copy_(all.narrow(0, rel, len));
+        });
       });
     }
+    flight.finish_all();
   }
 
   int64_t steps() const override { return steps_; }
@@ -324,7 +360,6 @@ class ShardedAdam : public ParallelOptimizer {
   struct Staged {           // stage 2: a bucket between its first gradient and the end of its reduce-scatter
     torch::Tensor in, out;  // world_size·part fp32 gradients in, this rank's part of the sum out
     size_t missing = 0;     // runs not yet arrived in this backward
-    c10::intrusive_ptr<c10d::Work> work;
   };
 
   // Calls fn(param index, offset in the parameter, offset from `lo`, length) for every parameter
@@ -389,19 +424,13 @@ class ShardedAdam : public ParallelOptimizer {
     while (next_start_ >= 0 && staged_[next_start_].in.defined() && staged_[next_start_].missing == 0) {
       Staged& s = staged_[next_start_];
       s.out = torch::empty({buckets_[next_start_].part}, grad_.options());
-      s.work = comm_.start_reduce_scatter_sum(s.out, s.in);
-      in_flight_.push_back(static_cast<size_t>(next_start_--));
-      while (in_flight_.size() > kInFlight) finish_oldest();
+      const auto k = static_cast<size_t>(next_start_--);
+      flight_.add(comm_.start_reduce_scatter_sum(s.out, s.in), [this, k] {
+        Staged& done = staged_[k];
+        grad_.narrow(0, buckets_[k].shard_offset, buckets_[k].part).add_(done.out);
+        done = Staged{};
+      });
     }
-  }
-
-  void finish_oldest() {
-    const size_t k = in_flight_.front();
-    in_flight_.pop_front();
-    Staged& s = staged_[k];
-    comm_.wait(s.work);
-    grad_.narrow(0, buckets_[k].shard_offset, buckets_[k].part).add_(s.out);
-    s = Staged{};
   }
 
   // The end of a backward: buckets with runs that did not arrive go as they are, then every
@@ -411,13 +440,11 @@ class ShardedAdam : public ParallelOptimizer {
     torch::NoGradGuard no_grad;
     for (int64_t k = next_start_; k >= 0; --k) staged(static_cast<size_t>(k)).missing = 0;
     start_ready();
-    while (!in_flight_.empty()) finish_oldest();
+    flight_.finish_all();
     std::fill(arrived_.begin(), arrived_.end(), 0);
     next_start_ = static_cast<int64_t>(buckets_.size()) - 1;
     pending_ = false;
   }
-
-  static constexpr size_t kInFlight = 4;
 
   NamedTensors params_;
   std::vector<int64_t> offsets_;  // of each parameter in the flat view
@@ -431,12 +458,11 @@ class ShardedAdam : public ParallelOptimizer {
   std::vector<std::pair<int64_t, int64_t>> ranges_;  // this rank's run of each bucket: written into checkpoints
   torch::Tensor exp_avg_, exp_avg_sq_, grad_;  // this rank's shard (fp32)
   torch::Tensor master_;                       // this rank's shard of the fp32 masters (bf16 training)
-  torch::Tensor gathered_, part_;              // all-gather buffers of one bucket, compute dtype
-  torch::Tensor reduced_;                      // stage 1: the all-reduce buffer of one bucket (fp32)
+  torch::ScalarType compute_dtype_;           // of the parameters (and of the all-gather)
   std::unique_ptr<GradStore> store_;
   // Stage 2's streaming state (guarded by mutex_: hooks may run on autograd's device thread).
   std::vector<Staged> staged_;
-  std::deque<size_t> in_flight_;
+  InFlight flight_{comm_, kInFlight};
   std::vector<char> arrived_;
   int64_t next_start_ = -1;  // the next bucket to start (buckets start last to first)
   bool pending_ = false;     // gradients arrived since the last flush

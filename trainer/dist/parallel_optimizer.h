@@ -94,12 +94,13 @@ struct ParallelOptions {
   int64_t bucket_bytes = 25 << 20;
   bool overlap_grad_reduce = false;
   // The module's parameters train in this dtype (fp32 or bf16): with bf16 the fp32 masters are
-  // taken from the parameters given (fp32, freshly initialised or loaded) and the parameters are
-  // then converted in place (the same tensors: the module keeps them).
+  // taken from the parameters given (bf16 as the model is built for training, as the reference's
+  // DeepSpeed bf16 optimizer takes them; or fp32), which are then converted in place if they are
+  // not bf16 yet (the same tensors: the module keeps them).
   torch::ScalarType compute_dtype = torch::kFloat32;
 };
 
-// `params` in the same order on every rank (contiguous fp32 tensors on one device).
+// `params` in the same order on every rank (contiguous, fp32 or the compute dtype, on one device).
 std::unique_ptr<ParallelOptimizer> make_parallel_optimizer(const NamedTensors& params, const AdamConfig& config,
                                                            Communicator& comm, const ParallelOptions& options);
 

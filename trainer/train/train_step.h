@@ -80,10 +80,11 @@ class TrainStep {
   // integer dtype, any device: moved to the run's device as int64).
   using Batch = std::function<torch::Tensor(int64_t micro)>;
 
-  // `params`: the model's parameters in fp32, in the same order on every rank; `forward` runs the
-  // model (from_state only for segments). Collective: every rank takes rank 0's parameters, the
+  // `params`: the model's parameters (fp32, or already in compute_dtype(config, device) as
+  // build_trained_model makes them), in the same order on every rank; `forward` runs the model
+  // (from_state only for segments). Collective: every rank takes rank 0's parameters, the
   // optimizer (config.optimizer, train.zero_stage / grad_bucket_mb / overlap_grad_reduce) takes
-  // its fp32 masters from them, and they are converted to compute_dtype(config, device).
+  // its fp32 masters from them, and they are converted to the compute dtype.
   TrainStep(const RunConfig& config, NamedTensors params, StepForward forward, Communicator& comm,
             const torch::Device& device);
 

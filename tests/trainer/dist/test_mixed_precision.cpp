@@ -3,6 +3,7 @@
 // trainer/dist/parallel_optimizer.h), on one process; the multi-rank runs are in
 // test_dist_train.cpp.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <cmath>
 #include <string>
@@ -75,11 +76,18 @@ TEST_CASE("bf16 parameters: every ZeRO stage updates fp32 masters exactly as fp3
   AdamConfig oc;
   oc.weight_decay = 0.1;
   const LrMult mult{{"time_decay", 2}};
-  for (const int64_t stage : {0, 1, 2}) {
-    INFO("zero_stage " << stage);
-    // The reference: fp32 Adam on fp32 copies, fed the same gradients.
+  for (const auto& [stage, built_bf16] : std::vector<std::pair<int64_t, bool>>{
+           {0, false}, {1, false}, {2, false}, {0, true}, {1, true}, {2, true}}) {
+    INFO("zero_stage " << stage << (built_bf16 ? ", parameters given in bf16" : ", parameters given in fp32"));
+    // The reference: fp32 Adam on fp32 copies, fed the same gradients. A model built in bf16 (as
+    // training builds it) starts its masters from the bf16 values.
     rwkv::NamedTensors ref = some_parameters(5), ours = some_parameters(5);
-    for (auto& [name, t] : ours) t.requires_grad_();
+    for (auto& [name, t] : ours) {
+      if (built_bf16) t = t.to(torch::kBFloat16);
+      t.requires_grad_();
+    }
+    if (built_bf16)
+      for (auto& [name, t] : ref) t = t.to(torch::kBFloat16).to(torch::kFloat32);
     Adam adam(ref, oc);
     // Buckets of 64 bytes: parameters cut across buckets.
     auto opt = make_parallel_optimizer(
@@ -116,7 +124,7 @@ TEST_CASE("bf16 parameters: every ZeRO stage updates fp32 masters exactly as fp3
     int64_t at = 0;
     const auto state = adam.state();
     for (size_t i = 0; i < ref.size(); ++i) {
-      const auto& [name, r] = ref[i];
+        const auto& [name, r] = ref[i];
       INFO(name);
       const auto mine = weights.narrow(0, at, r.numel()).view(r.sizes());
       CHECK(torch::equal(mine, r));  // the same fp32 arithmetic, bit for bit
@@ -157,8 +165,8 @@ TEST_CASE("ZeRO-2 holds no whole gradient: a step's peak is the whole gradient l
         "        device: cpu}\n"
         "optimizer: {lr_init: 1.0e-3}\n",
         "zero2.yaml",
-        {parse_override("train.zero_stage=" + std::to_string(stage)), parse_override("train.precision=" + precision),
-         parse_override("train.grad_bucket_mb=0.0625")});
+        {parse_override(fmt::format("train.zero_stage={}", stage)),
+         parse_override(fmt::format("train.precision={}", precision)), parse_override("train.grad_bucket_mb=0.0625")});
     TrainedModel m = build_trained_model(cfg, torch::kCPU);
     TrainStep step(cfg, rwkv::named_parameters(*m.model), m.forward, alone, torch::kCPU);
     const auto tokens = torch::randint(4096, {1, 9}, torch::kLong);
