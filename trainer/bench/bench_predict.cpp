@@ -58,6 +58,9 @@ void bench_predict(const PredictOptions& o) {
       "of {} x ctx {} = {} tokens, {}, activation checkpointing {}\n",
       cfg.file, model.n_layer, model.n_embd, model.vocab, shape.micro_batches, shape.micro_batch, shape.ctx, p.tokens,
       bf16 ? "bf16 autocast" : "fp32", shape.activation_checkpointing ? "on" : "off");
+  if (st.segment() < st.ctx_len)
+    fmt::print("  not modeled: segments of {} tokens (the extra pass of exact segments, the boundary states)\n",
+               st.segment());
   fmt::print("  machine: {}: GEMM {} TFLOP/s, bandwidth {} GB/s, launch {} us, sync {} us, WKV step {} cycles at {} GHz\n",
              gpu.name, gpu.gemm_tflops, gpu.bandwidth_gbs, gpu.launch_us, gpu.sync_us, gpu.wkv_cycles_per_step,
              gpu.clock_ghz);
