@@ -22,7 +22,6 @@
 #include "rwkv/wkv.h"
 #include "trainer/config/yaml_section.h"
 #include "trainer/train/memory_check.h"
-#include "trainer/train/autocast_scope.h"
 #include "trainer/config/model_config_yaml.h"
 #include "trainer/config/run_config.h"
 #include "trainer/bench/bench.h"
@@ -149,7 +148,7 @@ std::string describe_run(const trainer::RunConfig& cfg, const TrainBench& bench,
           ? fmt::format(" in segments of {} ({})", st.segment(),
                         cfg.train.segment_grad == trainer::SegmentGrad::exact ? "exact" : "truncated")
           : "",
-      bench.micro_batches() * st.micro_batch * st.ctx_len, bf16 ? "bf16 autocast" : "fp32", dev.str(),
+      bench.micro_batches() * st.micro_batch * st.ctx_len, bf16 ? "bf16 (fp32 masters)" : "fp32", dev.str(),
       cfg.train.activation_checkpointing ? "on" : "off", cfg.train.zero_stage, st.lr_init,
       st.warmup_steps > 0 ? 0.2 : 1.0, cfg.optimizer.grad_clip, at::get_num_threads());
 }
@@ -163,7 +162,7 @@ nlohmann::json run_json(const trainer::RunConfig& cfg, const TrainBench& bench, 
           {"grad_accum", bench.micro_batches()},
           {"tokens", bench.micro_batches() * st.micro_batch * st.ctx_len},
           {"activation_checkpointing", cfg.train.activation_checkpointing}, {"zero_stage", cfg.train.zero_stage},
-          {"device", dev.str()}, {"dtype", bf16 ? "bf16-autocast" : "fp32"},
+          {"device", dev.str()}, {"dtype", bf16 ? "bf16" : "fp32"},
           {"threads", at::get_num_threads()}};
 }
 
@@ -278,7 +277,7 @@ void bench_train(const TrainOptions& o) {
   first_stage.stages.resize(1);
   trainer::check_run_fits(first_stage, dev, 1);
   TrainBench bench(cfg, dev);
-  const bool bf16 = bench.bf16_autocast();
+  const bool bf16 = bench.dtype() == torch::kBFloat16;
   fmt::print("{}\n", describe_run(cfg, bench, dev, bf16));
 
   const StepFigures f = time_steps(bench, o, dev, cfg.model.vocab_size);

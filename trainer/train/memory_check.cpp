@@ -11,6 +11,7 @@
 #include "kernels/cuda_runtime_info.h"
 #include "trainer/config/yaml_section.h"
 #include "trainer/dist/memory_plan.h"
+#include "trainer/train/train_step.h"
 
 namespace rwkv::trainer {
 namespace {
@@ -76,7 +77,7 @@ std::optional<AvailableMemory> device_available_memory(const torch::Device& devi
 }
 
 RunMemoryNeed run_memory_need(const RunConfig& config, const torch::Device& device, int world_size) {
-  const bool bf16 = device.is_cuda() && config.train.precision != Precision::fp32;
+  const bool bf16 = compute_dtype(config, device) == torch::kBFloat16;
   RunMemoryNeed need;
   for (size_t i = 0; i < config.stages.size(); ++i) {
     const Stage& s = config.stages[i];
