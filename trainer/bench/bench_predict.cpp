@@ -35,8 +35,9 @@ void bench_predict(const PredictOptions& o) {
   if (o.launch_us) gpu.launch_us = *o.launch_us;
   if (measured) gpu.name += ", with the figures given as flags";
 
-  // The run `rwkv bench train` would time, with the CUDA step's precision (bf16 unless the config
-  // or a --set says fp32): the CPU device only keeps the config from asking for a GPU here.
+  // The run `rwkv bench train` would time, with the CUDA step's parameter dtype (bf16 unless the
+  // config or a --set says fp32; trainer/train/train_step.h compute_dtype): the CPU device only
+  // keeps the config from asking for a GPU here.
   TrainOptions t;
   t.config = o.config;
   t.micro_batch = o.micro_batch;
@@ -47,7 +48,7 @@ void bench_predict(const PredictOptions& o) {
   const trainer::Stage& st = cfg.stages.front();
   const bool bf16 = cfg.train.precision != trainer::Precision::fp32;
   const StepShape shape{st.micro_batch, st.ctx_len, trainer::micro_batches_per_rank(cfg, 0, 1),
-                        cfg.train.activation_checkpointing};
+                        cfg.train.activation_checkpointing, bf16};
 
   const ModelFigures model = model_figures(cfg.model);
   const BlockTraffic block = block_traffic(cfg.model, kCensusCtx1, kCensusCtx2, bf16);
@@ -57,7 +58,7 @@ void bench_predict(const PredictOptions& o) {
       "PREDICTED GPU training step, not measured (trainer/bench/cost_model.h): {} (L={} D={} V={}), {} micro-batch(es) "
       "of {} x ctx {} = {} tokens, {}, activation checkpointing {}\n",
       cfg.file, model.n_layer, model.n_embd, model.vocab, shape.micro_batches, shape.micro_batch, shape.ctx, p.tokens,
-      bf16 ? "bf16 autocast" : "fp32", shape.activation_checkpointing ? "on" : "off");
+      bf16 ? "bf16 parameters (fp32 masters)" : "fp32", shape.activation_checkpointing ? "on" : "off");
   if (st.segment() < st.ctx_len)
     fmt::print("  not modeled: segments of {} tokens (the extra pass of exact segments, the boundary states)\n",
                st.segment());
@@ -71,7 +72,7 @@ void bench_predict(const PredictOptions& o) {
                c.wkv_bytes_per_token);
   };
   fmt::print("  (the census ran one block on the CPU at ctx {} and {}, {})\n", kCensusCtx1, kCensusCtx2,
-             bf16 ? "bf16 autocast" : "fp32");
+             bf16 ? "bf16" : "fp32");
   census_line("forward", block.forward);
   census_line("backward", block.backward);
   fmt::print("  {:<44} {:>10} {:>10} {:>9} {:>9} {:>6}\n", "phase", "GFLOP", "MB", "launches", "ms", "share");
@@ -96,7 +97,7 @@ void bench_predict(const PredictOptions& o) {
                       {"ctx", shape.ctx},
                       {"grad_accum", shape.micro_batches},
                       {"tokens", shape.micro_batch * shape.ctx * shape.micro_batches},
-                      {"dtype", bf16 ? "bf16-autocast" : "fp32"},
+                      {"dtype", bf16 ? "bf16" : "fp32"},
                       {"gpu",
                        {{"name", gpu.name},
                         {"gemm_tflops", gpu.gemm_tflops},

@@ -90,7 +90,8 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 BlockTraffic block_traffic(const ModelConfig& config, int64_t t1, int64_t t2, bool bf16) {
   if (t1 < 1 || t2 <= t1) throw std::invalid_argument("block_traffic: need 1 <= t1 < t2");
-  const BlockCensus a = census_block(config, 1, t1, bf16), b = census_block(config, 1, t2, bf16);
+  const torch::ScalarType dtype = bf16 ? torch::kBFloat16 : torch::kFloat32;
+  const BlockCensus a = census_block(config, 1, t1, dtype), b = census_block(config, 1, t2, dtype);
   return {fit(count(a.forward), count(b.forward), t1, t2), fit(count(a.backward), count(b.backward), t1, t2)};
 }
 
@@ -145,31 +146,34 @@ StepPrediction predict_step(const ModelFigures& m, const BlockTraffic& block, co
                          (gpu.clock_ghz * 1e9);
   wkv.latency_s = std::max(0.0, chain_s - wkv.bytes / (gpu.bandwidth_gbs * 1e9));
 
-  // Outside the blocks, per micro-batch, hand-counted (the census covers a block only), bytes per
-  // token: forward the embedding rows read and written (8D, fp32), ln0 and ln_out (8D each), ln_out's
-  // output cast to bf16 for the head (6D), the fused loss reading the bf16 logits (2V); backward the
-  // loss reading the logits and writing their gradient once (4V, kernels/README.md "Cross-entropy
-  // and L2Wrap"), the head's ∂x cast to fp32 (6D), both LayerNorms' backward (12D each), the
-  // embedding's gradient rows (8D). Per call: the head weight cast to bf16 and its gradient back to
-  // fp32 (6VD each), the embedding gradient's zeroed V×D table (4VD). Launches: 9 forward (gather,
-  // 2 LayerNorms, 2 casts, the loss's 2 and its sum, the tokens' copy), 10 backward.
-  PhaseCost outside{"embedding, ln_out, head casts, loss"};
-  outside.bytes = micro * (N * (68 * D + 6 * V) + 16 * V * D);
-  outside.launches = micro * 19;
+  // Outside the blocks, per micro-batch, hand-counted (the census covers a block only) in bytes of
+  // the parameters' dtype e per element; per token forward: the embedding rows read and written
+  // (2eD), ln0 and ln_out (2eD each), the fused loss reading the logits (eV); backward: the loss
+  // reading the logits and writing their gradient once (2eV, kernels/README.md "Cross-entropy and
+  // L2Wrap"), both LayerNorms' backward (3eD each), the embedding's gradient rows (2eD). Per call
+  // the embedding gradient's zeroed V×D table (eVD). Launches: 7 forward (gather, 2 LayerNorms, the
+  // loss's 2 and its sum, the tokens' copy), 7 backward (the loss's, 2 LayerNorms', the embedding's 4).
+  const double e = s.bf16 ? 2 : 4;
+  PhaseCost outside{"embedding, ln0, ln_out, loss"};
+  outside.bytes = micro * (N * (14 * e * D + 3 * e * V) + e * V * D);
+  outside.launches = micro * 14;
 
-  // The update, fp32 bytes per parameter: each micro-batch after the first adds its gradient into
-  // .grad (read 2, write 1: 12), the norm reads the gradients (4), clipping scales them (8: assumed
-  // to clip, as early training does at grad_clip 1.0), fused AdamW reads parameter, gradient and
-  // both moments and writes three (28) (trainer/optim/optimizer.h). Launches: one add per tensor and
-  // later micro-batch; each multi-tensor op (norm, scale, AdamW) as LibTorch's multi_tensor_apply
-  // splits it (ATen/native/cuda/MultiTensorApply.cuh: at most 36 tensors of 4 lists, or 320 chunks
-  // of 65536 elements, per launch); the norm's stack, cast, square, sum, sqrt and the read's stack
-  // and copy (7).
-  PhaseCost update{"grad accumulation, norm, clip, fused AdamW"};
-  update.bytes = P * (12 * (micro - 1) + 4 + 8 + 28);
+  // The update, bytes per parameter. bf16 (trainer/dist/grad_store.h Mode::fp32): each micro-batch's
+  // bf16 gradient goes into an fp32 sum, the first copied (2 + 4), the others added (2 + 4 + 4),
+  // one launch per tensor each; after Adam the fp32 masters are copied into the bf16 parameters
+  // (4 + 2, one launch per tensor; trainer/dist/parallel_optimizer.cpp). fp32: autograd's .grad is
+  // the sum, each later micro-batch adding into it (4 + 4 + 4). Both: the norm reads the sums (4),
+  // clipping scales them (8: assumed to clip, as early training does at grad_clip 1.0), fused AdamW
+  // reads master, gradient and both moments and writes three (28) (trainer/optim/optimizer.h).
+  // Multi-tensor ops (norm, scale, AdamW) launch as LibTorch's multi_tensor_apply splits them
+  // (ATen/native/cuda/MultiTensorApply.cuh: at most 36 tensors of 4 lists, or 320 chunks of 65536
+  // elements, per launch); the norm's stack, cast, square, sum, sqrt and the read's stack and copy (7).
+  PhaseCost update{"grad sums, norm, clip, fused AdamW"};
+  const double tensors = static_cast<double>(m.parameter_tensors);
   const double per_multi_tensor = static_cast<double>(
       std::max(ceil_div(m.parameter_tensors, 36), ceil_div(m.parameters, int64_t{65536} * 320)));
-  update.launches = static_cast<double>(m.parameter_tensors) * (micro - 1) + 3 * per_multi_tensor + 7;
+  update.bytes = P * (s.bf16 ? 6 + 10 * (micro - 1) + 40 + 6 : 12 * (micro - 1) + 40);
+  update.launches = tensors * (s.bf16 ? micro + 1 : micro - 1) + 3 * per_multi_tensor + 7;
 
   PhaseCost sync{"host sync (one read per step)"};
   sync.latency_s = gpu.sync_us * 1e-6;

@@ -12,19 +12,20 @@
 //     forward_flops_per_token, the same count MFU uses in `rwkv bench train`), plus the blocks'
 //     forward again under activation checkpointing;
 //   - the blocks' launches and bytes: the kernel census (trainer/bench/op_census.h) of one block
-//     under bf16 autocast, counted in this process for this config, at two token counts so that the
-//     bytes split into a part per token and a part per call (weight casts, weight gradients): the
-//     prediction follows the code as kernels are fused;
+//     with the step's parameter dtype (bf16 on CUDA), counted in this process for this config, at
+//     two token counts so that the bytes split into a part per token and a part per call (weight
+//     gradients, the WKV's per-channel terms): the prediction follows the code as kernels are fused;
 //   - the WKV op: its census bytes, or its recurrence's dependency chain (ctx steps one after
 //     another per thread: kernels/README.md "Memory latency" predicts ≈ 100 cycles a step once the
 //     loads run ahead), whichever is longer;
-//   - the embedding, ln_out, the head's casts and the fused loss, and the optimizer: hand counts of
-//     their bytes (below, in cost_model.cpp), not census: they sit outside the block;
+//   - the embedding, ln_out and the fused loss, and the optimizer (fp32 gradient sums and masters
+//     behind bf16 parameters, trainer/dist/grad_store.h): hand counts of their bytes (in
+//     cost_model.cpp), not census: they sit outside the block;
 //   - one host sync per step (trainer/train/train_step.h reads the loss and the norm once).
 // Left out: the GEMMs' own efficiency at small shapes (pass the rate measured at the model's shapes,
 // `rwkv bench train`'s "GEMMs alone"), kernels overlapping or running concurrently, L2 cache hits
-// (the census bytes are a lower bound on traffic), CUDA's autocast lists where they differ from the
-// CPU's, the extra forward of `segment_grad: exact` segments, and more than one rank.
+// (the census bytes are a lower bound on traffic), CPU kernels whose op sequence differs from CUDA's,
+// the extra forward of `segment_grad: exact` segments, and more than one rank.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,7 +63,7 @@ struct BlockTraffic {
   PassTraffic forward, backward;
 };
 
-// The census of one block (census_block, B = 1) under bf16 autocast (`bf16`) or in fp32 at ctx
+// The census of one block (census_block, B = 1) with bf16 parameters (`bf16`) or fp32 at ctx
 // `t1` and `t2` > t1, fitted as per token + per call; launches are those at t2. Seconds at 1.5B
 // shapes (the block is built and run on the CPU at a few dozen tokens).
 BlockTraffic block_traffic(const ModelConfig& config, int64_t t1, int64_t t2, bool bf16);
@@ -78,6 +79,7 @@ ModelFigures model_figures(const ModelConfig& config);
 struct StepShape {
   int64_t micro_batch = 0, ctx = 0, micro_batches = 1;  // micro_batches: per step (grad_accum)
   bool activation_checkpointing = false;                // the blocks' forward runs twice
+  bool bf16 = false;  // bf16 parameters with fp32 masters and gradient sums, else all fp32
 };
 
 struct PhaseCost {
