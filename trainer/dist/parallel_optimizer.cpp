@@ -265,13 +265,14 @@ class ShardedAdam : public ParallelOptimizer {
   void step(double lr, const LrMult& mult) override {
     torch::NoGradGuard no_grad;
     ++steps_;
+    std::vector<AdamItem> items;
     for (const auto& pc : pieces_) {
       const auto& [name, p] = params_[pc.param];
-      auto master = master_piece(pc);
-      auto m = exp_avg_.narrow(0, pc.shard_offset, pc.length), v = exp_avg_sq_.narrow(0, pc.shard_offset, pc.length);
-      adam_update(master, grad_.narrow(0, pc.shard_offset, pc.length), m, v, lr * lr_multiplier(name, mult),
-                  p.dim() == 2, steps_, config_);
+      items.push_back({master_piece(pc), grad_.narrow(0, pc.shard_offset, pc.length),
+                       exp_avg_.narrow(0, pc.shard_offset, pc.length), exp_avg_sq_.narrow(0, pc.shard_offset, pc.length),
+                       lr * lr_multiplier(name, mult), p.dim() == 2});
     }
+    adam_update_all(items, steps_, config_);
     // Every rank receives the updated parts of the others, in the compute dtype, a few buckets in
     // flight.
     InFlight flight(comm_, kInFlight);

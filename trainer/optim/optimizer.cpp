@@ -73,27 +73,35 @@ void Adam::step(double lr, const LrMult& mult, const std::vector<torch::Tensor>&
   TORCH_CHECK(grads.size() == slots_.size(), "Adam::step: ", grads.size(), " gradients for ", slots_.size(),
               " parameters");
   ++steps_;
+  std::vector<AdamItem> items;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const auto& s = slots_[i];
+    if (grads[i].defined())
+      items.push_back({s.param, grads[i], s.exp_avg, s.exp_avg_sq, lr * lr_multiplier(s.name, mult), s.decay});
+  }
+  adam_update_all(items, steps_, config_);
+}
+
+void adam_update_all(const std::vector<AdamItem>& items, int64_t t, const AdamConfig& config) {
   // On CUDA one fused pass per (learning rate, decay) group: three or four launches per step
   // rather than seven kernels per tensor (trainer/README.md "Optimizer and schedule").
-  const bool grouped = !slots_.empty() && slots_.front().param.is_cuda();
+  const bool grouped = !items.empty() && items.front().param.is_cuda();
   std::vector<std::pair<std::pair<double, bool>, AdamGroup>> groups;
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    auto& s = slots_[i];
-    const auto& g = grads[i];
-    if (!g.defined()) continue;
-    const double plr = lr * lr_multiplier(s.name, mult);
+  for (const auto& item : items) {
     if (!grouped) {
-      adam_update(s.param, g, s.exp_avg, s.exp_avg_sq, plr, s.decay, steps_, config_);
+      auto param = item.param, m = item.exp_avg, v = item.exp_avg_sq;
+      adam_update(param, item.grad, m, v, item.plr, item.decay, t, config);
       continue;
     }
-    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& e) { return e.first == std::pair{plr, s.decay}; });
-    if (it == groups.end()) it = groups.insert(groups.end(), {{plr, s.decay}, AdamGroup{}});
-    it->second.params.push_back(s.param);
-    it->second.grads.push_back(g);
-    it->second.exp_avgs.push_back(s.exp_avg);
-    it->second.exp_avg_sqs.push_back(s.exp_avg_sq);
+    const std::pair key{item.plr, item.decay};
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& e) { return e.first == key; });
+    if (it == groups.end()) it = groups.insert(groups.end(), {key, AdamGroup{}});
+    it->second.params.push_back(item.param);
+    it->second.grads.push_back(item.grad);
+    it->second.exp_avgs.push_back(item.exp_avg);
+    it->second.exp_avg_sqs.push_back(item.exp_avg_sq);
   }
-  for (auto& [key, group] : groups) adam_update_group(group, key.first, key.second, steps_, config_);
+  for (auto& [key, group] : groups) adam_update_group(group, key.first, key.second, t, config);
 }
 
 NamedTensors Adam::state() const {

@@ -64,6 +64,17 @@ struct AdamGroup {
 // one device.
 void adam_update_group(AdamGroup& group, double plr, bool decay, int64_t t, const AdamConfig& config);
 
+// One tensor's update as adam_update takes it.
+struct AdamItem {
+  torch::Tensor param, grad, exp_avg, exp_avg_sq;
+  double plr;
+  bool decay;
+};
+// The updates of many tensors (or pieces of them) at step `t`: on CUDA grouped by (plr, decay)
+// into multi-tensor passes (adam_update_group: a few launches per step, not one or seven per
+// tensor), elsewhere one adam_update each.
+void adam_update_all(const std::vector<AdamItem>& items, int64_t t, const AdamConfig& config);
+
 // The global L2 norm of `grads` (defined tensors), a 0-dim fp64 tensor on `device`, not read to
 // the host (the training step reads it with the loss, trainer/train/train_step.h); +inf/NaN when
 // any gradient is non-finite, 0 when there is none.
