@@ -298,11 +298,14 @@ fs::path finish_checkpoint(const fs::path& dir, const fs::path& folder, const Tr
   write_file_durably(folder / kIndex, index.dump(1));
   for (const char* name : {"state.json", "config.yaml", kIndex}) files.update(record_of(folder, name));
 
-  // The folder appears under its name only once every file in it is on disk; an existing
-  // checkpoint of this very step (from before a resume) is replaced. COMPLETE comes last.
+  // COMPLETE goes into the folder before the folder takes its name: a step-N directory is complete
+  // from the moment it appears. (Written after the rename, a crash in between left a step-N
+  // without COMPLETE that the next start set aside as unreadable-step-N, a whole checkpoint's worth
+  // of disk kept for good: scripts/kill_campaign.py hit that window 2 times in 3 kills.) An
+  // existing checkpoint of this very step (from before a resume) is replaced.
+  write_file_durably(folder / kMarker, nlohmann::json{{"files", files}}.dump(2));
   const fs::path final_path = dir / fmt::format("step-{:08d}", progress.step);
   commit_durably(folder, final_path);
-  write_file_durably(final_path / kMarker, nlohmann::json{{"files", files}}.dump(2));
 
   // Keep the newest `keep` complete checkpoints; torn ones older than the newest complete go too.
   auto complete = list_checkpoints(dir);

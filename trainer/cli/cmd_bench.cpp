@@ -1,4 +1,4 @@
-// `rwkv bench wkv|train|generate|loss`: registration of the options; the benchmarks themselves are in
+// `rwkv bench wkv|train|generate|loss|memory`: registration of the options; the benchmarks themselves are in
 // trainer/bench/bench_*.cpp (trainer/bench/bench.h).
 #include <torch/torch.h>
 
@@ -71,6 +71,27 @@ void add_bench_command(CLI::App& app) {
   train->callback([] {
     t_out.check(t.json, {t.config});
     bench::bench_train(t);
+  });
+
+  static bench::MemoryOptions m;
+  auto* memory = bench->add_subcommand(
+      "memory", "One rank's tensor memory per category of the training step (CPU; torchrun for Gloo ranks) vs `rwkv plan`");
+  memory->add_option("config", m.config, "run config YAML, or one with only a model: section")->required();
+  memory->add_option_function<int64_t>(
+      "--micro-batch", [](const int64_t& v) { m.micro_batch = v; }, "sequences per micro-batch (default: the config's)");
+  memory->add_option_function<int64_t>(
+      "--ctx", [](const int64_t& v) { m.ctx = v; }, "tokens per sequence (default: the config's first stage)");
+  memory->add_option_function<int64_t>(
+      "--segment", [](const int64_t& v) { m.segment = v; }, "train.segment_len (0: whole samples)");
+  memory->add_option_function<int64_t>(
+      "--zero-stage", [](const int64_t& v) { m.zero_stage = v; }, "train.zero_stage (default: the config's)");
+  memory->add_option("--accum", m.accum, "micro-batches per rank")->capture_default_str();
+  memory->add_option("--set", m.sets, "override a config field: section.key=value")->allow_extra_args(false);
+  static JsonOut m_out;
+  m_out.add(memory, m.json);
+  memory->callback([] {
+    m_out.check(m.json, {m.config});
+    bench::bench_memory(m);
   });
 
   static bench::LossOptions l;

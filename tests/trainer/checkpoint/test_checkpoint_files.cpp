@@ -6,8 +6,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <tuple>
 
 #include "tests/support/test_util.h"
@@ -255,6 +257,37 @@ TEST_CASE("a save leaves no temporary behind and replaces a checkpoint of the sa
   const fs::path path = save_checkpoint(dir.path(), c, 3);
   CHECK(folder_names(dir.path()) == std::vector<std::string>{"step-00000003"});
   require_same(load_checkpoint(path), c);
+}
+
+TEST_CASE("a step-N folder appears with its COMPLETE already in it", "[checkpoint]") {
+  // A crash between the folder's rename and its COMPLETE left a step-N without COMPLETE, which the
+  // next start set aside for good as unreadable-step-N (scripts/kill_campaign.py hit it in 2 of 3
+  // kills). A watcher lists the folder while 20 checkpoints are saved: every step-N it sees must
+  // hold COMPLETE. (Written after the rename, COMPLETE's own durable write, two fsyncs, is a
+  // window of milliseconds against the watcher's microseconds per look.) keep = 100: no retention
+  // removes a folder, file by file, under the watcher's eyes.
+  rwkv::test::TempDir dir("rwkv-ckpt-appear");
+  Checkpoint c = sample_checkpoint();
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> looks{0}, torn{0};
+  std::thread watcher([&] {
+    while (!done) {
+      for (const auto& e : fs::directory_iterator(dir.path()))
+        if (e.path().filename().string().rfind("step-", 0) == 0) {
+          ++looks;
+          if (!fs::exists(e.path() / "COMPLETE")) ++torn;
+        }
+    }
+  });
+  for (int64_t step = 1; step <= 20; ++step) {
+    c.progress.step = c.progress.stage_step = c.progress.adam_steps = step;
+    save_checkpoint(dir.path(), c, 100);
+  }
+  done = true;
+  watcher.join();
+  CHECK(looks > 20);
+  CHECK(torn == 0);
+  CHECK(list_checkpoints(dir.path()).size() == 20);
 }
 
 TEST_CASE("a failed save removes its temporary folder; the previous checkpoint stays the newest", "[checkpoint]") {
