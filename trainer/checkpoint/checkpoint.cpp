@@ -308,12 +308,21 @@ fs::path finish_checkpoint(const fs::path& dir, const fs::path& folder, const Tr
   commit_durably(folder, final_path);
 
   // Keep the newest `keep` complete checkpoints; torn ones older than the newest complete go too.
+  // Each first takes a temporary name, so a crash part-way through its removal leaves a leftover
+  // temporary (removed below by the next save), never a step-N missing some of its files
+  // (scripts/kill_campaign.py found one such step-N, its COMPLETE already gone, after a kill).
+  const auto retire = [](const fs::path& p) {
+    const fs::path gone = temporary_for(p);
+    std::error_code failed;
+    fs::rename(p, gone, failed);
+    remove_tree(failed ? p : gone);
+  };
   auto complete = list_checkpoints(dir);
   std::erase_if(complete, [&](const fs::path& p) { return step_of(p) > progress.step; });
   const int64_t n_remove = static_cast<int64_t>(complete.size()) - keep;
-  for (int64_t i = 0; i < n_remove; ++i) fs::remove_all(complete[static_cast<size_t>(i)]);
+  for (int64_t i = 0; i < n_remove; ++i) retire(complete[static_cast<size_t>(i)]);
   for (const auto& p : step_dirs(dir))
-    if (!fs::exists(p / kMarker) && step_of(p) < progress.step) fs::remove_all(p);
+    if (!fs::exists(p / kMarker) && step_of(p) < progress.step) retire(p);
   for (const auto& e : fs::directory_iterator(dir))
     if (is_leftover_temporary(e.path())) remove_tree(e.path());
   return final_path;

@@ -98,9 +98,10 @@ FileRecords write_checkpoint_shard(const std::filesystem::path& folder, const Ch
 // Rank 0, once every rank's shard is durable: state.json, config.yaml and index.json (the ranges of
 // every rank, `ranges[r]`) into `folder` (anything else in it, a crashed earlier save's leftovers,
 // is removed first), then COMPLETE listing `shards` and those three, then the folder renamed to
-// <dir>/step-<progress.step> (a checkpoint of that step from before a resume is replaced). Then keeps only the newest `keep` complete checkpoints among it and the older ones
-// (a newer step belongs to no run that led here: never removed) and removes leftover temporary
-// folders. Returns the new checkpoint's path.
+// <dir>/step-<progress.step> (a checkpoint of that step from before a resume is replaced). Then
+// keeps only the newest `keep` complete checkpoints among it and the older ones (a newer step
+// belongs to no run that led here: never removed; each removed one takes a temporary name first)
+// and removes leftover temporary folders. Returns the new checkpoint's path.
 std::filesystem::path finish_checkpoint(const std::filesystem::path& dir, const std::filesystem::path& folder,
                                         const TrainProgress& progress, const std::string& config_yaml,
                                         const FlatLayout& params,

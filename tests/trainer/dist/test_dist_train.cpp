@@ -114,6 +114,19 @@ void require_same_state(const rwkv::trainer::Checkpoint& got, const rwkv::traine
   }
 }
 
+// The same weights and Adam moments, bit for bit.
+void require_identical_state(const rwkv::trainer::Checkpoint& got, const rwkv::trainer::Checkpoint& want) {
+  REQUIRE(got.weights.size() == want.weights.size());
+  for (const auto& [name, w] : want.weights) {
+    INFO(name);
+    REQUIRE(torch::equal(rwkv::test::tensor_named(got.weights, name), w));
+  }
+  for (const auto& [name, m] : want.optimizer) {
+    INFO(name);
+    REQUIRE(torch::equal(rwkv::test::tensor_named(got.optimizer, name), m));
+  }
+}
+
 // The moment signal_ranks signals: 3 steps logged (a shell condition; {0} is the test's folder).
 constexpr const char* kAfterThreeSteps = "[ -f {0}/sig/metrics.jsonl ] && [ $(wc -l < {0}/sig/metrics.jsonl) -ge 3 ]";
 
@@ -205,15 +218,7 @@ TEST_CASE("reducing gradients during backward (overlap) changes no bit of a 2-ra
     REQUIRE(on.size() == 6);
     REQUIRE(on == off);
     const auto on_state = f.last_checkpoint("on" + mb), off_state = f.last_checkpoint("off" + mb);
-    REQUIRE(on_state.weights.size() == off_state.weights.size());
-    for (const auto& [name, w] : off_state.weights) {
-      INFO(name);
-      REQUIRE(torch::equal(rwkv::test::tensor_named(on_state.weights, name), w));
-    }
-    for (const auto& [name, m] : off_state.optimizer) {
-      INFO(name);
-      REQUIRE(torch::equal(rwkv::test::tensor_named(on_state.optimizer, name), m));
-    }
+    require_identical_state(on_state, off_state);
     require_same_losses(on, want);
     require_same_state(on_state, want_state);
   }
@@ -338,14 +343,7 @@ TEST_CASE("ranks killed at random moments of sharded asynchronous saves resume b
   };
   const auto got = load("killed"), whole = load("whole");
   REQUIRE(got.progress == whole.progress);
-  for (const auto& [name, w] : whole.weights) {
-    INFO(name);
-    REQUIRE(torch::equal(rwkv::test::tensor_named(got.weights, name), w));
-  }
-  for (const auto& [name, m] : whole.optimizer) {
-    INFO(name);
-    REQUIRE(torch::equal(rwkv::test::tensor_named(got.optimizer, name), m));
-  }
+  require_identical_state(got, whole);
 }
 
 TEST_CASE("a stop signal to one rank stops all ranks at the same step with one checkpoint", "[dist]") {
