@@ -5,7 +5,7 @@
 //   weights  (the module's fp32 parameters) under ZeRO-0, 1 and 2;
 //   grads    (autograd's whole fp32 .grad) under ZeRO-0 and 1.
 // Not asserted, because they disagree today (issue 14 items 1-3; the figures measured with a
-// 72M-parameter model are in README.md "Memory"):
+// 72M-parameter model are in README.md "Memory per rank, measured against the plan"):
 //   optimizer  1.5x master + adam: ZeRO-0 keeps a persistent fp32 copy of every gradient in its
 //              all-reduce buckets (trainer/dist/grad_sync.h), ZeRO-1/2 a persistent fp32
 //              gradient shard, neither in the plan;
