@@ -7,6 +7,7 @@
 //   generate  RNN-mode generation at given context lengths: tokens/s and memory
 //   loss      the fused training loss against the unfused formulation (trainer/bench/bench_loss.h)
 //   predict   not a measurement: the GPU step time the cost model expects (trainer/bench/cost_model.h)
+//   memory    one rank's tensor memory per category of a training step vs `rwkv plan`'s estimate
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -67,6 +68,17 @@ struct PredictOptions {
   std::string json;
 };
 void bench_predict(const PredictOptions& o);
+// One rank's tensor memory in a training step, by category, next to `rwkv plan`'s estimate
+// (trainer/bench/bench_memory.cpp); under torchrun every rank measures itself over Gloo. CPU only.
+struct MemoryOptions {
+  std::string config;               // a run config, or a YAML with only a `model:` section
+  std::optional<int64_t> micro_batch, ctx, segment;  // as TrainOptions
+  std::optional<int64_t> zero_stage;                 // train.zero_stage (default: the config's)
+  int64_t accum = 2;                // micro-batches per rank (the first creates the gradients)
+  std::vector<std::string> sets;    // `--set section.key=value`
+  std::string json;
+};
+void bench_memory(const MemoryOptions& o);
 
 struct GenerateOptions {
   std::string source;  // a YAML config (random weights), a weights file / HF folder, or a checkpoint dir

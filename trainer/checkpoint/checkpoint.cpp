@@ -298,19 +298,31 @@ fs::path finish_checkpoint(const fs::path& dir, const fs::path& folder, const Tr
   write_file_durably(folder / kIndex, index.dump(1));
   for (const char* name : {"state.json", "config.yaml", kIndex}) files.update(record_of(folder, name));
 
-  // The folder appears under its name only once every file in it is on disk; an existing
-  // checkpoint of this very step (from before a resume) is replaced. COMPLETE comes last.
+  // COMPLETE goes into the folder before the folder takes its name: a step-N directory is complete
+  // from the moment it appears. (Written after the rename, a crash in between left a step-N
+  // without COMPLETE that the next start set aside as unreadable-step-N, a whole checkpoint's worth
+  // of disk kept for good: scripts/kill_campaign.py hit that window 2 times in 3 kills.) An
+  // existing checkpoint of this very step (from before a resume) is replaced.
+  write_file_durably(folder / kMarker, nlohmann::json{{"files", files}}.dump(2));
   const fs::path final_path = dir / fmt::format("step-{:08d}", progress.step);
   commit_durably(folder, final_path);
-  write_file_durably(final_path / kMarker, nlohmann::json{{"files", files}}.dump(2));
 
   // Keep the newest `keep` complete checkpoints; torn ones older than the newest complete go too.
+  // Each first takes a temporary name, so a crash part-way through its removal leaves a leftover
+  // temporary (removed below by the next save), never a step-N missing some of its files
+  // (scripts/kill_campaign.py found one such step-N, its COMPLETE already gone, after a kill).
+  const auto retire = [](const fs::path& p) {
+    const fs::path gone = temporary_for(p);
+    std::error_code failed;
+    fs::rename(p, gone, failed);
+    remove_tree(failed ? p : gone);
+  };
   auto complete = list_checkpoints(dir);
   std::erase_if(complete, [&](const fs::path& p) { return step_of(p) > progress.step; });
   const int64_t n_remove = static_cast<int64_t>(complete.size()) - keep;
-  for (int64_t i = 0; i < n_remove; ++i) fs::remove_all(complete[static_cast<size_t>(i)]);
+  for (int64_t i = 0; i < n_remove; ++i) retire(complete[static_cast<size_t>(i)]);
   for (const auto& p : step_dirs(dir))
-    if (!fs::exists(p / kMarker) && step_of(p) < progress.step) fs::remove_all(p);
+    if (!fs::exists(p / kMarker) && step_of(p) < progress.step) retire(p);
   for (const auto& e : fs::directory_iterator(dir))
     if (is_leftover_temporary(e.path())) remove_tree(e.path());
   return final_path;

@@ -14,8 +14,9 @@
 //   config.yaml   the effective run config (RunConfig::to_yaml)
 //   COMPLETE      written last: size and 64-bit hash of every file above
 // Every rank writes its shard into the shared temporary folder .step-N.tmp-shards at the same
-// time; rank 0 writes index.json, renames the folder into place and writes COMPLETE, all through
-// common/durable_file.h (fsync of every file and of the folders). A directory without COMPLETE, or
+// time; rank 0 writes index.json and COMPLETE into it, then renames the folder into place, all
+// through common/durable_file.h (fsync of every file and of the folders), so a step-N directory
+// appears complete or not at all. A directory without COMPLETE, or
 // whose files do not match it, is torn or corrupt: the readers skip it with a warning.
 //
 // Checkpoints of the single-file format (weights.pt, optimizer.pt, rng.pt: torch.save-format or,
@@ -96,11 +97,11 @@ FileRecords write_checkpoint_shard(const std::filesystem::path& folder, const Ch
 
 // Rank 0, once every rank's shard is durable: state.json, config.yaml and index.json (the ranges of
 // every rank, `ranges[r]`) into `folder` (anything else in it, a crashed earlier save's leftovers,
-// is removed first), the folder renamed to <dir>/step-<progress.step> (a
-// checkpoint of that step from before a resume is replaced), then COMPLETE listing `shards` and
-// those three. Then keeps only the newest `keep` complete checkpoints among it and the older ones
-// (a newer step belongs to no run that led here: never removed) and removes leftover temporary
-// folders. Returns the new checkpoint's path.
+// is removed first), then COMPLETE listing `shards` and those three, then the folder renamed to
+// <dir>/step-<progress.step> (a checkpoint of that step from before a resume is replaced). Then
+// keeps only the newest `keep` complete checkpoints among it and the older ones (a newer step
+// belongs to no run that led here: never removed; each removed one takes a temporary name first)
+// and removes leftover temporary folders. Returns the new checkpoint's path.
 std::filesystem::path finish_checkpoint(const std::filesystem::path& dir, const std::filesystem::path& folder,
                                         const TrainProgress& progress, const std::string& config_yaml,
                                         const FlatLayout& params,

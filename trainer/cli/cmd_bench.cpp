@@ -1,4 +1,4 @@
-// `rwkv bench wkv|train|generate|loss|predict`: registration of the options; the benchmarks themselves are in
+// `rwkv bench wkv|train|generate|loss|predict|memory`: registration of the options; the benchmarks themselves are in
 // trainer/bench/bench_*.cpp (trainer/bench/bench.h).
 #include <torch/torch.h>
 
@@ -23,6 +23,20 @@ struct JsonOut {
     if (!path.empty()) io::check_output_path(path, io::OutputKind::json, force, inputs, "--json");
   }
 };
+
+// --micro-batch, --ctx and --segment of the benchmarks that run a training step: each sets its
+// optional only when given (unset: the config's first stage).
+void add_step_shape(CLI::App* cmd, std::optional<int64_t>& micro_batch, std::optional<int64_t>& ctx,
+                    std::optional<int64_t>& segment) {
+  cmd->add_option_function<int64_t>(
+      "--micro-batch", [&micro_batch](const int64_t& v) { micro_batch = v; },
+      "sequences per micro-batch (default: the config's)");
+  cmd->add_option_function<int64_t>(
+      "--ctx", [&ctx](const int64_t& v) { ctx = v; }, "tokens per sequence (default: the config's first stage)");
+  cmd->add_option_function<int64_t>(
+      "--segment", [&segment](const int64_t& v) { segment = v; },
+      "run each sequence in segments of this many tokens (train.segment_len; 0: whole)");
+}
 
 }  // namespace
 
@@ -51,13 +65,7 @@ void add_bench_command(CLI::App& app) {
   auto* train = bench->add_subcommand(
       "train", "The config's training step (as `rwkv train` takes it): tokens/s, FLOP/s, MFU vs its GEMMs alone");
   train->add_option("config", t.config, "run config YAML, or one with only a model: section")->required();
-  train->add_option_function<int64_t>(
-      "--micro-batch", [](const int64_t& v) { t.micro_batch = v; }, "sequences per micro-batch (default: the config's)");
-  train->add_option_function<int64_t>(
-      "--ctx", [](const int64_t& v) { t.ctx = v; }, "tokens per sequence (default: the config's first stage)");
-  train->add_option_function<int64_t>(
-      "--segment", [](const int64_t& v) { t.segment = v; },
-      "run each sequence in segments of this many tokens (train.segment_len; 0: whole)");
+  add_step_shape(train, t.micro_batch, t.ctx, t.segment);
   train->add_option("--steps", t.steps, "timed steps")->capture_default_str();
   train->add_option("--warmup", t.warmup, "untimed steps first")->capture_default_str();
   train->add_option("--device", t.device, "auto, cpu or cuda[:N] (the CPU step is fp32)")
@@ -71,6 +79,22 @@ void add_bench_command(CLI::App& app) {
   train->callback([] {
     t_out.check(t.json, {t.config});
     bench::bench_train(t);
+  });
+
+  static bench::MemoryOptions m;
+  auto* memory = bench->add_subcommand(
+      "memory", "One rank's tensor memory per category of the training step (CPU; torchrun for Gloo ranks) vs `rwkv plan`");
+  memory->add_option("config", m.config, "run config YAML, or one with only a model: section")->required();
+  add_step_shape(memory, m.micro_batch, m.ctx, m.segment);
+  memory->add_option_function<int64_t>(
+      "--zero-stage", [](const int64_t& v) { m.zero_stage = v; }, "train.zero_stage (default: the config's)");
+  memory->add_option("--accum", m.accum, "micro-batches per rank")->capture_default_str();
+  memory->add_option("--set", m.sets, "override a config field: section.key=value")->allow_extra_args(false);
+  static JsonOut m_out;
+  m_out.add(memory, m.json);
+  memory->callback([] {
+    m_out.check(m.json, {m.config});
+    bench::bench_memory(m);
   });
 
   static bench::LossOptions l;

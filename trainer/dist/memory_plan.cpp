@@ -13,6 +13,10 @@ std::string to_string(Sharding s) {
   return "?";
 }
 
+Sharding sharding_of(int64_t zero_stage) {
+  return zero_stage >= 2 ? Sharding::ZeRO2 : zero_stage == 1 ? Sharding::ZeRO1 : Sharding::DDP;
+}
+
 // By the same rule as the model (rwkv/README.md "Shapes" with A, F general):
 // emb + head (2VD), per block: 4 att matrices (3AD + AD), ffn key/value (2FD), ffn receptance
 // (D²), time_* (2A + 5D), LayerNorms (4D), plus ln0 (2D) and ln_out (2D).

@@ -15,6 +15,8 @@ namespace rwkv {
 
 enum class Sharding { DDP, ZeRO1, ZeRO2 };
 std::string to_string(Sharding s);
+// The sharding of train.zero_stage (0: DDP, 1: ZeRO-1, 2: ZeRO-2).
+Sharding sharding_of(int64_t zero_stage);
 
 struct PlanRequest {
   ModelConfig model;

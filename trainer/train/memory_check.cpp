@@ -43,10 +43,6 @@ std::optional<double> cgroup_number(const std::string& path) {
   }
 }
 
-Sharding sharding_of(int64_t zero_stage) {
-  return zero_stage >= 2 ? Sharding::ZeRO2 : zero_stage == 1 ? Sharding::ZeRO1 : Sharding::DDP;
-}
-
 std::string gib(double bytes) { return fmt::format("{:.1f} GiB", bytes / kGiB); }
 
 }  // namespace
