@@ -42,20 +42,37 @@ using trainer::StepPhase;
 enum Figure { kWeights, kOptimizer, kGrads, kForward, kActivations, kUpdate, kPeak, kFigures };
 constexpr std::array<const char*, kFigures> kNames = {"weights", "optimizer", "grads", "forward",
                                                       "act+head", "update", "peak"};
-constexpr std::array<const char*, kFigures> kPlanNames = {"weights", "master + adam", "grads", "activations",
-                                                          "activations + head", "-", "total"};
+constexpr std::array<const char*, kFigures> kPlanNames = {"weights", "master + adam + kept buffers",
+                                                          "grads (whole sums)", "activations", "activations + head",
+                                                          "update buffers", "total"};
 using Figures = std::array<double, kFigures>;
 
 // The plan's figures for the same categories (update: none, -1).
 Figures planned(const trainer::RunConfig& cfg, int world, bool bf16) {
   const trainer::Stage& st = cfg.stages.front();
   const PlanRequest req{.model = cfg.model, .gpus = world, .micro_batch = st.micro_batch, .ctx_len = st.ctx_len,
-                        .segment_len = st.segment_len, .compute_bytes = bf16 ? 2 : 4};
-  const MemoryEstimate e = estimate_memory(req, sharding_of(cfg.train.zero_stage));
+                        .segment_len = st.segment_len, .compute_bytes = bf16 ? 2 : 4,
+                        .bucket_bytes = cfg.train.grad_bucket_mb * (1 << 20)};
+  const Sharding sharding = sharding_of(cfg.train.zero_stage);
+  const MemoryEstimate e = estimate_memory(req, sharding);
   const double total = e.total(cfg.train.activation_checkpointing);
   // The segment boundaries' RNN states live while a micro-batch runs: measured with it.
   const double kept = cfg.train.activation_checkpointing ? e.activations_ckpt - e.block : e.activations;
-  return {e.weights, e.master + e.adam, e.grads, kept, total - e.state() + e.boundaries, -1, total};
+  // What stays between steps besides the weights: masters, moments, DDP's all-reduce buckets
+  // (persistent), the ZeRO gradient shard (4 bytes per parameter / N); what a step's backward adds:
+  // the whole fp32 sums (DDP, ZeRO-1), nothing lasting under ZeRO-2 (its staging is transient).
+  const double shard = sharding == Sharding::DDP ? 0 : 4 * planned_parameter_count(cfg.model) / world;
+  const double persistent = sharding == Sharding::DDP ? e.workspace : shard;
+  const double step_grads = sharding == Sharding::ZeRO2 ? -1 : e.grads - shard;
+  // The fused loss keeps the logits beside the activations; a micro-batch's peak holds ZeRO-2's
+  // staging too.
+  return {e.weights,
+          e.master + e.adam + persistent,
+          step_grads,
+          kept + e.head,
+          e.backward_peak(cfg.train.activation_checkpointing) + e.boundaries,
+          e.update_buffers > 0 ? e.update_buffers : -1,
+          total};
 }
 
 // This rank's figures: the model and TrainStep built under the meter, one step to create what
@@ -69,7 +86,7 @@ Figures measure(const trainer::RunConfig& cfg, const torch::Device& dev, Communi
   trainer::TrainedModel model = trainer::build_trained_model(cfg, dev);
   f[kWeights] = static_cast<double>(meter.current());
   trainer::TrainStep step(cfg, named_parameters(*model.model), model.forward, comm, dev);
-  bf16 = step.bf16_autocast();
+  bf16 = step.dtype() == torch::kBFloat16;
   step.train_step(stage, 0, micro_batches, batch);
   const auto steady = static_cast<double>(meter.current());
   f[kOptimizer] = steady - f[kWeights];

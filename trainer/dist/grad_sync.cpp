@@ -21,11 +21,12 @@ GradientSync::GradientSync(GradStore& grads, Communicator& comm, int64_t bucket_
     buckets_.back().members.push_back(k);
     buckets_.back().numel += p.numel();
   }
+  if (!comm_.grouped()) return;  // nothing to reduce: no buffers
   for (auto& b : buckets_) {
     const auto& first = grads_.param(b.members.front());
     b.flat = torch::empty({b.numel}, torch::TensorOptions().dtype(torch::kFloat32).device(first.device()));
   }
-  if (!overlap || !comm_.grouped()) return;
+  if (!overlap) return;
   overlap_ = true;
   // A parameter without requires_grad never receives a gradient: it is packed as zeros.
   grads_.listen([this](size_t i, const torch::Tensor& g) { on_gradient(i, g); });

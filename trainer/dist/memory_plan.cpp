@@ -57,18 +57,21 @@ MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding) {
   const double shard = sharding == Sharding::DDP ? 1.0 : 1.0 / N;
   e.master = master * shard;
   e.adam = adam * shard;
-  e.grads = sharding == Sharding::ZeRO2 ? grads / N : grads;
+  e.grads = sharding == Sharding::ZeRO2 ? grads / N : sharding == Sharding::ZeRO1 ? grads + grads / N : grads;
   // Collective buffers (trainer/dist/grad_sync.h, parallel_optimizer.cpp): DDP all-reduces every
-  // gradient through flat fp32 buckets that together hold a whole gradient. The ZeRO stages keep
-  // up to 4 buckets' collectives in flight while packing a fifth: ZeRO-1 all-reduces fp32 buckets
-  // after backward, ZeRO-2 reduce-scatters them (each with its part) during backward; then both
-  // all-gather the updated parameters (a bucket and its part each, in the compute dtype) once
-  // those buffers are gone, so the larger of the two phases counts.
+  // gradient through flat fp32 buckets that together hold a whole gradient, kept between steps.
+  // The ZeRO stages keep up to 4 buckets' collectives in flight while packing a fifth: ZeRO-2
+  // reduce-scatters fp32 buckets (each with its part) during backward, ZeRO-1 all-reduces them
+  // after it; both then all-gather the updated parameters (a bucket and its part each, compute
+  // dtype).
   const double bucket = std::min(req.bucket_bytes, grads);
   const double gather = 5 * (bucket + bucket / N) * req.compute_bytes / 4;
   if (sharding == Sharding::DDP) e.workspace = N > 1 ? grads : 0;
-  if (sharding == Sharding::ZeRO1) e.workspace = std::max(5 * bucket, gather);
-  if (sharding == Sharding::ZeRO2) e.workspace = std::max(5 * (bucket + bucket / N), gather);
+  if (sharding == Sharding::ZeRO1) e.update_buffers = std::max(5 * bucket, gather);
+  if (sharding == Sharding::ZeRO2) {
+    e.staging = 5 * (bucket + bucket / N);
+    e.update_buffers = gather;
+  }
 
   const double per_block = static_cast<double>(block_activation_elems_per_token(m)) * req.compute_bytes;
   // emb output and ln0 in/out, ln_out in/out: 5D per token besides the blocks.
@@ -80,8 +83,10 @@ MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding) {
   // The WKV backward's (3, B, T, A) fp32 workspace (rwkv/wkv.h) and the gradients of the block's
   // input and output.
   e.block_backward = tokens * (3.0 * m.att() * 4 + 2.0 * m.n_embd * req.compute_bytes);
-  // Logits in compute precision, then fp32 log-softmax and its gradient.
-  e.head = tokens * m.vocab_size * (req.compute_bytes + 4.0 + 4.0);
+  // The logits in compute precision: the fused cross-entropy keeps them and writes their gradient
+  // over them (kernels/README.md "Cross-entropy and L2Wrap"); then the head weight's gradient.
+  e.head = tokens * m.vocab_size * req.compute_bytes;
+  e.incoming = static_cast<double>(m.vocab_size) * m.n_embd * req.compute_bytes;
   // Token-shift inputs of att and ffn (D each), aa, bb, pp (A each), kept as fp32 copies.
   e.boundaries = boundaries * req.micro_batch * m.n_layer * (2.0 * m.n_embd + 3.0 * m.att()) * 4;
   return e;
@@ -106,8 +111,9 @@ std::string format_plan(const PlanRequest& req, double gpu_mem_bytes, double res
       const bool fits = total + reserve_bytes <= gpu_mem_bytes;
       out += fmt::format("{:<8} {:>5} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>11.2f} {:>9.2f} {:>10.2f}  {}\n",
                          to_string(s), ckpt ? "yes" : "no", e.weights / GB, e.grads / GB,
-                         e.master / GB, e.adam / GB, e.workspace / GB,
-                         (ckpt ? e.activations_ckpt : e.activations) / GB, e.head / GB,
+                         e.master / GB, e.adam / GB,
+                         (e.workspace + std::max(e.staging, e.update_buffers)) / GB,
+                         (ckpt ? e.activations_ckpt : e.activations) / GB, (e.head + e.incoming) / GB,
                          total / GB, fits ? "yes" : "no");
       if (fits && recommendation.empty()) {
         recommendation = to_string(s) + (ckpt ? " with activation checkpointing" : " without activation checkpointing");

@@ -33,30 +33,40 @@ struct MemoryEstimate {
   // Model state, bytes per GPU.
   // As trainer/dist/parallel_optimizer.h allocates them:
   double weights = 0;     // the module's parameters, in the compute dtype
-  double grads = 0;       // fp32 gradient sums: whole under DDP and ZeRO-1, the own shard under ZeRO-2
+  double grads = 0;       // fp32 gradient sums: whole under DDP, whole plus the reduced shard under
+                          // ZeRO-1, only the own shard under ZeRO-2 (held between steps too)
   double master = 0;      // fp32 master weights (0 when compute is fp32: the weights are the master)
   double adam = 0;        // fp32 first and second moments
-  double workspace = 0;   // collective buffers: DDP's flat fp32 buckets (a second whole gradient
-                          // with several ranks), ZeRO's bucket buffers (staging, reduce, gather)
+  double workspace = 0;   // kept collective buffers: DDP's flat fp32 buckets (a second whole
+                          // gradient with several ranks)
+  double staging = 0;     // ZeRO-2's reduce-scatter buckets, during backward
+  double update_buffers = 0;  // ZeRO's all-reduce (stage 1) and all-gather buckets, after backward
   // Activations of one micro-batch, bytes per GPU.
   double activations = 0;       // everything kept for backward
   double activations_ckpt = 0;  // with per-block checkpointing (block inputs + one block recomputed)
   double block = 0;             // one block's share of `activations` (what a recompute rebuilds)
   double block_backward = 0;    // transient of one block's backward: WKV's fp32 workspace, dx buffers
-  double head = 0;              // logits, log-softmax and their gradient (V per token, fp32)
+  double head = 0;              // the logits (V per token, compute dtype), kept for the fused loss's
+                                // backward, which writes their gradient over them
+  double incoming = 0;          // the head weight's gradient as autograd hands it over (V·D, compute
+                                // dtype), before it joins the fp32 sums: it meets the head
   // Segments (trainer/train/segments.h): the activation terms above are one segment's; these are
   // the RNN states saved at the segment boundaries (5 vectors per block and row, fp32).
   double boundaries = 0;
 
   double state() const { return weights + grads + master + adam + workspace + boundaries; }
-  // Without checkpointing the head's buffers meet every activation at the start of backward. With
-  // it they do not meet the recomputed block: the head's gradient is gone before the last block is
-  // rebuilt, so the peak is the block inputs plus the larger of the head and a block being rebuilt
-  // and differentiated (checked against measured CPU runs, tests/rwkv/test_block_recompute.cpp).
-  double total(bool checkpointing) const {
-    if (!checkpointing) return state() + head + activations;
-    return state() + activations_ckpt - block + std::max(head, block + block_backward);
+  // A micro-batch's forward and backward at their peak, above the state: every activation meets
+  // the head's buffers at the start of backward without checkpointing; with it they do not meet
+  // the recomputed block (the head's gradient is gone before the last block is rebuilt), so the
+  // peak is the block inputs plus the larger of the head and a block being rebuilt and
+  // differentiated (checked against measured CPU runs, tests/rwkv/test_block_recompute.cpp).
+  // ZeRO-2's staging adds to it.
+  double backward_peak(bool checkpointing) const {
+    return staging + (checkpointing ? activations_ckpt - block + std::max(head + incoming, block + block_backward)
+                                    : head + incoming + activations);
   }
+  // The update's buffers come after the backward.
+  double total(bool checkpointing) const { return state() + std::max(backward_peak(checkpointing), update_buffers); }
 };
 
 // The model's parameter count from its shape alone (as a double: no overflow for any shape, and

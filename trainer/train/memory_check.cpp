@@ -83,8 +83,8 @@ RunMemoryNeed run_memory_need(const RunConfig& config, const torch::Device& devi
     const MemoryEstimate e = estimate_memory(req, sharding_of(config.train.zero_stage));
     const double total = e.total(config.train.activation_checkpointing);
     if (i == 0 || total > need.bytes) {
-      const double activations = total - e.state();
-      need = {total, e.weights, e.grads, e.master, e.adam, e.workspace, activations, i};
+      need = {total, e.weights, e.grads, e.master, e.adam, e.workspace + std::max(e.staging, e.update_buffers),
+              e.backward_peak(config.train.activation_checkpointing) - e.staging, i};
     }
   }
   return need;
