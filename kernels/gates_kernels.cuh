@@ -77,40 +77,44 @@ void by_type(GateType t, const Fn& fn) {
     fn(__nv_bfloat16{});
 }
 
+// Launches kernel_of(r_tag, y_tag), the gate kernel for the types of r and y, over a.n elements.
+template <class Args, class KernelOf>
+cudaError_t launch_gate(const Args& a, cudaStream_t stream, const KernelOf& kernel_of) {
+  by_type(a.r_type, [&](auto r_tag) {
+    by_type(a.y_type, [&](auto y_tag) {
+      const auto kernel = kernel_of(r_tag, y_tag);
+      RWKV_LAUNCH(gate_blocks(a.n), static_cast<unsigned>(kGateThreads), stream, kernel)(a);
+    });
+  });
+  return cudaGetLastError();
+}
+
+// The same for the relu² kernels, by the type of k.
+template <class Args, class KernelOf>
+cudaError_t launch_relu_square(const Args& a, cudaStream_t stream, const KernelOf& kernel_of) {
+  by_type(a.type, [&](auto k_tag) {
+    const auto kernel = kernel_of(k_tag);
+    RWKV_LAUNCH(gate_blocks(a.n), static_cast<unsigned>(kGateThreads), stream, kernel)(a);
+  });
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t gate_forward(const GateCudaForward& a, cudaStream_t stream) {
-  by_type(a.r_type, [&](auto r_tag) {
-    by_type(a.y_type, [&](auto y_tag) {
-      RWKV_LAUNCH(gate_blocks(a.n), static_cast<unsigned>(kGateThreads), stream,
-                  gate_forward_kernel<decltype(r_tag), decltype(y_tag)>)(a);
-    });
-  });
-  return cudaGetLastError();
+  return launch_gate(a, stream, [](auto r, auto y) { return &gate_forward_kernel<decltype(r), decltype(y)>; });
 }
 
 cudaError_t gate_backward(const GateCudaBackward& a, cudaStream_t stream) {
-  by_type(a.r_type, [&](auto r_tag) {
-    by_type(a.y_type, [&](auto y_tag) {
-      RWKV_LAUNCH(gate_blocks(a.n), static_cast<unsigned>(kGateThreads), stream,
-                  gate_backward_kernel<decltype(r_tag), decltype(y_tag)>)(a);
-    });
-  });
-  return cudaGetLastError();
+  return launch_gate(a, stream, [](auto r, auto y) { return &gate_backward_kernel<decltype(r), decltype(y)>; });
 }
 
 cudaError_t relu_square_forward(const ReluSquareCudaForward& a, cudaStream_t stream) {
-  by_type(a.type, [&](auto k_tag) {
-    RWKV_LAUNCH(gate_blocks(a.n), static_cast<unsigned>(kGateThreads), stream, relu_square_forward_kernel<decltype(k_tag)>)(a);
-  });
-  return cudaGetLastError();
+  return launch_relu_square(a, stream, [](auto k) { return &relu_square_forward_kernel<decltype(k)>; });
 }
 
 cudaError_t relu_square_backward(const ReluSquareCudaBackward& a, cudaStream_t stream) {
-  by_type(a.type, [&](auto k_tag) {
-    RWKV_LAUNCH(gate_blocks(a.n), static_cast<unsigned>(kGateThreads), stream, relu_square_backward_kernel<decltype(k_tag)>)(a);
-  });
-  return cudaGetLastError();
+  return launch_relu_square(a, stream, [](auto k) { return &relu_square_backward_kernel<decltype(k)>; });
 }
 
 }  // namespace rwkv::kernels::RWKV_KERNEL_NAMESPACE

@@ -45,17 +45,25 @@ GateType gate_type(const at::Tensor& t) { return t.scalar_type() == at::kBFloat1
 // would count as a launch.
 at::ScalarType gate_out_dtype(at::ScalarType r, at::ScalarType y) { return c10::promoteTypes(r, y); }
 
+namespace {
+
+// Runs a validated op on its tensors' device, announced to the kernel census
+// (trainer/bench/op_census.h) with every tensor it reads or writes. Empty tensors: nothing to do.
+template <class Args>
+void run(const char* name, const at::Tensor& first, const std::vector<c10::IValue>& tensors, const Args& a,
+         void (*on_cuda)(const Args&), void (*on_cpu)(const Args&)) {
+  if (first.numel() == 0) return;
+  RECORD_FUNCTION(name, tensors);
+  (first.is_cuda() ? on_cuda : on_cpu)(a);
+}
+
+}  // namespace
+
 void gate_forward(const GateForwardArgs& a) {
   check_gate_inputs(a.r, a.y);
   check_tensor(a.out, "sigmoid gate", "out", gate_out_dtype(a.r.scalar_type(), a.y.scalar_type()), a.r.sizes(),
                a.r.device());
-  if (a.r.numel() == 0) return;
-  // Every tensor the kernel reads or writes, for the kernel census (trainer/bench/op_census.h).
-  RECORD_FUNCTION("rwkv::gate_forward", std::vector<c10::IValue>({a.r, a.y, a.out}));
-  if (a.r.is_cuda())
-    gate_forward_cuda(a);
-  else
-    gate_forward_cpu(a);
+  run("rwkv::gate_forward", a.r, {a.r, a.y, a.out}, a, gate_forward_cuda, gate_forward_cpu);
 }
 
 void gate_backward(const GateBackwardArgs& a) {
@@ -64,24 +72,14 @@ void gate_backward(const GateBackwardArgs& a) {
                a.r.device());
   check_tensor(a.gr, "sigmoid gate", "gr", a.r.scalar_type(), a.r.sizes(), a.r.device());
   check_tensor(a.gy, "sigmoid gate", "gy", a.y.scalar_type(), a.r.sizes(), a.r.device());
-  if (a.r.numel() == 0) return;
-  RECORD_FUNCTION("rwkv::gate_backward", std::vector<c10::IValue>({a.r, a.y, a.gout, a.gr, a.gy}));
-  if (a.r.is_cuda())
-    gate_backward_cuda(a);
-  else
-    gate_backward_cpu(a);
+  run("rwkv::gate_backward", a.r, {a.r, a.y, a.gout, a.gr, a.gy}, a, gate_backward_cuda, gate_backward_cpu);
 }
 
 void relu_square_forward(const ReluSquareForwardArgs& a) {
   check_first(a.k, "relu square", "k");
   check_tensor(a.k, "relu square", "k", a.k.scalar_type(), a.k.sizes(), a.k.device());
   check_tensor(a.out, "relu square", "out", a.k.scalar_type(), a.k.sizes(), a.k.device());
-  if (a.k.numel() == 0) return;
-  RECORD_FUNCTION("rwkv::relu_square_forward", std::vector<c10::IValue>({a.k, a.out}));
-  if (a.k.is_cuda())
-    relu_square_forward_cuda(a);
-  else
-    relu_square_forward_cpu(a);
+  run("rwkv::relu_square_forward", a.k, {a.k, a.out}, a, relu_square_forward_cuda, relu_square_forward_cpu);
 }
 
 void relu_square_backward(const ReluSquareBackwardArgs& a) {
@@ -89,12 +87,7 @@ void relu_square_backward(const ReluSquareBackwardArgs& a) {
   check_tensor(a.k, "relu square", "k", a.k.scalar_type(), a.k.sizes(), a.k.device());
   check_tensor(a.gout, "relu square", "gout", a.k.scalar_type(), a.k.sizes(), a.k.device());
   check_tensor(a.gk, "relu square", "gk", a.k.scalar_type(), a.k.sizes(), a.k.device());
-  if (a.k.numel() == 0) return;
-  RECORD_FUNCTION("rwkv::relu_square_backward", std::vector<c10::IValue>({a.k, a.gout, a.gk}));
-  if (a.k.is_cuda())
-    relu_square_backward_cuda(a);
-  else
-    relu_square_backward_cpu(a);
+  run("rwkv::relu_square_backward", a.k, {a.k, a.gout, a.gk}, a, relu_square_backward_cuda, relu_square_backward_cpu);
 }
 
 GateCudaForward gate_kernel_args(const GateForwardArgs& a) {
