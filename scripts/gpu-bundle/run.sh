@@ -3,7 +3,8 @@
 # with an NVIDIA GPU and a python3 holding torch 2.11.0+cu130 (nothing else: no packages, no
 # network), it checks that every library resolves, runs every [cuda] test (failing if one skips
 # for want of a GPU), the WKV, training-step and generation benches, and a short real training
-# run with a checkpoint and a resume; then prints a table of the figures.
+# run with a checkpoint and a resume; then prints a table of the figures, and each timed training
+# step next to the cost model's prediction for it (`rwkv bench predict`).
 #   run.sh [--cpu] [--long] OUT_DIR      (or RWKV_BUNDLE_OUT=OUT_DIR run.sh)
 #   --cpu   the same sequence on the CPU with small shapes: proves the bundle works without a GPU
 #   --long  the longer benches as well (4096/8192-token contexts, more steps)
@@ -80,21 +81,35 @@ bench() {  # bench NAME ARGS...
   step "bench $name: $*"
   check "$rwkv" bench "$@" --json "$out/json/$name.json" --force  # a rerun into the same OUT
 }
+# A training step timed by `bench train`, then predicted by `bench predict` for the same run at the
+# GEMM rate and copy bandwidth that `bench train` measured: json/NAME.json and json/predict_NAME.json.
+train_and_predict() {  # train_and_predict NAME RUN ARGS... -- TIMING ARGS...   (RUN: config, shape, --set)
+  local name="$1" run=() measured; shift
+  while (($# > 0)) && [[ $1 != -- ]]; do run+=("$1"); shift; done
+  shift
+  bench "$name" train "${run[@]}" "$@"
+  measured="$("$py" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["gemm_tflops"]["median"], d["copy_gbs"]["median"])' "$out/json/$name.json")" ||
+    fail "json/$name.json holds no GEMM rate or copy bandwidth"
+  bench "predict_$name" predict "${run[@]}" --peak-tflops "${measured% *}" --bandwidth-gbs "${measured#* }"
+}
 cfg="$here/configs"
 if ((cpu)); then
   bench wkv_seq wkv --device cpu --dtype fp32 --B 1 --T 64 --C 64 --runs 2 --warmup 1
-  bench train_small train "$cfg/bundle-train.yaml" --device cpu --micro-batch 2 --ctx 32 --steps 1 --warmup 0
+  # The CPU step is fp32: the prediction's census too.
+  train_and_predict train_small "$cfg/bundle-train.yaml" --micro-batch 2 --ctx 32 --set train.precision=fp32 \
+    -- --device cpu --steps 1 --warmup 0
   bench generate_small generate "$cfg/bundle-train.yaml" --device cpu --ctx 16 --tokens 4 --warmup 1
 else
   bench wkv_bf16_B8_T4096_C768 wkv --device cuda --dtype bf16 --B 8 --T 4096 --C 768 --runs 10 --warmup 3
   bench wkv_bf16_B1_T16384_C2048 wkv --no-loop --device cuda --dtype bf16 --B 1 --T 16384 --C 2048 --runs 10 --warmup 3
   RWKV_WKV_CHUNK=256 bench wkv_chunked256_B1_T16384_C2048 wkv --no-loop --device cuda --dtype bf16 --B 1 --T 16384 --C 2048 --runs 10 --warmup 3
-  bench train_169m train "$cfg/rwkv4-169m.yaml" --device cuda --ctx 1024 --steps 10 --warmup 3
-  bench train_1b5 train "$cfg/rwkv4-1b5.yaml" --device cuda --ctx 1024 --steps 5 --warmup 2
+  # Issue 18's targets: 169M at micro-batch 8 x 1024, 1.5B at 4 x 1024 (the configs' grad_accum).
+  train_and_predict train_169m "$cfg/rwkv4-169m.yaml" --micro-batch 8 --ctx 1024 -- --device cuda --steps 10 --warmup 3
+  train_and_predict train_1b5 "$cfg/rwkv4-1b5.yaml" --micro-batch 4 --ctx 1024 -- --device cuda --steps 5 --warmup 2
   bench generate_169m generate "$cfg/rwkv4-169m.yaml" --device cuda --ctx 1024,8192 --tokens 64
   if ((long)); then
-    bench train_169m_ctx4096 train "$cfg/rwkv4-169m.yaml" --device cuda --micro-batch 2 --ctx 4096 --steps 10 --warmup 3
-    bench train_1b5_ctx8192 train "$cfg/rwkv4-1b5.yaml" --device cuda --micro-batch 1 --ctx 8192 --steps 5 --warmup 2
+    train_and_predict train_169m_ctx4096 "$cfg/rwkv4-169m.yaml" --micro-batch 2 --ctx 4096 -- --device cuda --steps 10 --warmup 3
+    train_and_predict train_1b5_ctx8192 "$cfg/rwkv4-1b5.yaml" --micro-batch 1 --ctx 8192 -- --device cuda --steps 5 --warmup 2
     bench generate_169m_long generate "$cfg/rwkv4-169m.yaml" --device cuda --ctx 65536 --tokens 256
   fi
 fi
@@ -143,5 +158,17 @@ for name, d in figures.items():
 print(f"{'bench':36} {'figure':>12}  what")
 for name, v, what in rows:
     print(f"{name:36} {v:12.4g}  {what}")
+# Each timed step next to the cost model's prediction at the GEMM rate and bandwidth it measured.
+pairs = [(n, figures[n], figures["predict_" + n]) for n in figures if isinstance(figures.get("predict_" + n), dict)]
+if pairs:
+    print()
+    print("measured next to predicted (rwkv bench predict at the GEMM rate and copy bandwidth bench train measured)")
+    print(f"{'bench':24} {'config':22} {'predicted ms':>12} {'measured ms':>12} {'measured/pred':>13} "
+          f"{'pred MFU':>9} {'meas MFU':>9}")
+    for name, m, p in pairs:
+        cfg = f"{m['micro_batch']}x{m['ctx']} x{m['grad_accum']} L{m['n_layer']} D{m['n_embd']}"
+        ms = m["step"]["median_ms"]
+        print(f"{name:24} {cfg:22} {p['step_ms']:12.2f} {ms:12.2f} {ms / p['step_ms']:13.2f} "
+              f"{100 * p['mfu_vs_gemm']:8.1f}% {100 * m['mfu_vs_gemm']:8.1f}%")
 PY
 say "run.sh: all checks passed in $((SECONDS - started)) s ($dev)"

@@ -1,7 +1,8 @@
 // scripts/gpu-bundle.sh + the bundle's run.sh, checked the way a bare GPU machine will use them:
 // the bundle copied out of the checkout, run under `env -i` with no network, the checkout (build
 // tree and project venv) hidden, and a python3 whose torch lives at another path. On a machine
-// without a GPU, `run.sh --cpu` must pass to the end and plain `run.sh` must refuse.
+// without a GPU, `run.sh --cpu` must pass to the end (its timed step next to `bench predict`'s
+// prediction of it) and plain `run.sh` must refuse.
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -74,8 +75,16 @@ TEST_CASE("the GPU bundle runs from a copy under env -i, offline, with the check
   CHECK_THAT(out, Catch::Contains("resumed from"));
   std::ifstream json(dir / "out-cpu" / "figures.json");
   const auto figures = nlohmann::json::parse(json);
-  for (const char* bench : {"wkv_seq", "train_small", "generate_small"}) CHECK(figures.contains(bench));
+  for (const char* bench : {"wkv_seq", "train_small", "predict_train_small", "generate_small"})
+    CHECK(figures.contains(bench));
   CHECK(figures.at("mode") == "cpu");
+  // The prediction is of the step that was timed, at the GEMM rate and bandwidth measured with it.
+  const auto& train = figures.at("train_small");
+  const auto& predicted = figures.at("predict_train_small");
+  CHECK(predicted.at("tokens") == train.at("tokens"));
+  CHECK(predicted.at("gpu").at("gemm_tflops") == train.at("gemm_tflops").at("median"));
+  CHECK(predicted.at("gpu").at("bandwidth_gbs") == train.at("copy_gbs").at("median"));
+  CHECK_THAT(out, Catch::Contains("measured next to predicted"));
 
   if (torch::cuda::device_count() == 0) {
     std::string refused;

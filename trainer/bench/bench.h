@@ -6,6 +6,7 @@
 //   train     the training step of a config against the rate of its own GEMMs alone
 //   generate  RNN-mode generation at given context lengths: tokens/s and memory
 //   loss      the fused training loss against the unfused formulation (trainer/bench/bench_loss.h)
+//   predict   not a measurement: the GPU step time the cost model expects (trainer/bench/cost_model.h)
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -54,6 +55,18 @@ struct TrainOptions {
   bool census = false;
 };
 void bench_train(const TrainOptions& o);
+
+// `rwkv bench predict`: the cost model's GPU step for the run `rwkv bench train` would time with
+// the same config, --micro-batch, --ctx and --set (trainer/bench/cost_model.h).
+struct PredictOptions {
+  std::string config;
+  std::optional<int64_t> micro_batch, ctx;
+  std::vector<std::string> sets;
+  std::string gpu = "h200";  // known_gpu's assumed figures, then the flags below replace theirs
+  std::optional<double> peak_tflops, bandwidth_gbs, launch_us;
+  std::string json;
+};
+void bench_predict(const PredictOptions& o);
 
 struct GenerateOptions {
   std::string source;  // a YAML config (random weights), a weights file / HF folder, or a checkpoint dir

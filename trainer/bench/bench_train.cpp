@@ -4,7 +4,9 @@
 //   - the model's GEMMs alone (trainer/bench/flops_peak.h): MFU here is achieved / that rate, i.e.
 //     how close the step gets to its own matrix products (the CPU target is 70%);
 //   - the WKV op alone, forward+backward at (B, T, A), once per layer and micro-batch: its share
-//     of the step (activation checkpointing adds one more WKV forward, not counted).
+//     of the step (activation checkpointing adds one more WKV forward, not counted);
+//   - a plain copy's bandwidth (trainer/bench/flops_peak.h), which `rwkv bench predict` takes with
+//     the GEMM rate to predict this step (trainer/bench/cost_model.h).
 // FLOPs are the model's 6(13LD² + VD) per token (rwkv/README.md "Shapes"), recomputation not
 // counted. On CUDA, MFU against the device's table peak is printed too when the device is known.
 #include "trainer/bench/bench_train.h"
@@ -20,7 +22,6 @@
 #include "rwkv/wkv.h"
 #include "trainer/config/yaml_section.h"
 #include "trainer/train/memory_check.h"
-#include "trainer/train/autocast_scope.h"
 #include "trainer/config/model_config_yaml.h"
 #include "trainer/config/run_config.h"
 #include "trainer/bench/bench.h"
@@ -147,7 +148,7 @@ std::string describe_run(const trainer::RunConfig& cfg, const TrainBench& bench,
           ? fmt::format(" in segments of {} ({})", st.segment(),
                         cfg.train.segment_grad == trainer::SegmentGrad::exact ? "exact" : "truncated")
           : "",
-      bench.micro_batches() * st.micro_batch * st.ctx_len, bf16 ? "bf16 autocast" : "fp32", dev.str(),
+      bench.micro_batches() * st.micro_batch * st.ctx_len, bf16 ? "bf16 (fp32 masters)" : "fp32", dev.str(),
       cfg.train.activation_checkpointing ? "on" : "off", cfg.train.zero_stage, st.lr_init,
       st.warmup_steps > 0 ? 0.2 : 1.0, cfg.optimizer.grad_clip, at::get_num_threads());
 }
@@ -161,13 +162,14 @@ nlohmann::json run_json(const trainer::RunConfig& cfg, const TrainBench& bench, 
           {"grad_accum", bench.micro_batches()},
           {"tokens", bench.micro_batches() * st.micro_batch * st.ctx_len},
           {"activation_checkpointing", cfg.train.activation_checkpointing}, {"zero_stage", cfg.train.zero_stage},
-          {"device", dev.str()}, {"dtype", bf16 ? "bf16-autocast" : "fp32"},
+          {"device", dev.str()}, {"dtype", bf16 ? "bf16" : "fp32"},
           {"threads", at::get_num_threads()}};
 }
 
 // The figures: printed as a table and, with --json, written with the run's description.
 void report(const trainer::RunConfig& cfg, const TrainBench& bench, const torch::Device& dev, bool bf16,
-            const StepFigures& f, const Timing& wkv, const trainer::GemmRate& gemm, const std::string& json) {
+            const StepFigures& f, const Timing& wkv, const trainer::GemmRate& gemm, const trainer::Bandwidth& bw,
+            const std::string& json) {
   const trainer::Stage& st = bench.stage();
   const auto tokens = static_cast<double>(bench.micro_batches() * st.micro_batch * st.ctx_len);
   const double flops_per_token = 3.0 * bench.forward_flops_per_token();
@@ -185,6 +187,8 @@ void report(const trainer::RunConfig& cfg, const TrainBench& bench, const torch:
              tflops(t.min_ms));
   fmt::print("  {:<32} {:11.4g} {:11.4g} {:11.4g}\n", "GEMMs alone TFLOP/s", gemm.median_tflops, gemm.min_tflops,
              gemm.max_tflops);
+  fmt::print("  {:<32} {:11.0f} {:11.0f} {:11.0f}\n", "copy GB/s (read + written)", bw.median_gbs, bw.min_gbs,
+             bw.max_gbs);
   fmt::print("  {:<32} {:11.2f} {:11.2f} {:11.2f}\n", "WKV op fwd+bwd x L x micro (ms)", wkv_calls * wkv.median_ms,
              wkv_calls * wkv.min_ms, wkv_calls * wkv.max_ms);
   fmt::print("  phases (median ms{}): forward + loss {:.1f}, backward {:.1f}, sync + guard + clip + Adam {:.1f}\n",
@@ -203,6 +207,7 @@ void report(const trainer::RunConfig& cfg, const TrainBench& bench, const torch:
             {"achieved_tflops", achieved},
             {"gemm_tflops", {{"median", gemm.median_tflops}, {"min", gemm.min_tflops}, {"max", gemm.max_tflops}}},
             {"mfu_vs_gemm", achieved / gemm.median_tflops},
+            {"copy_gbs", {{"median", bw.median_gbs}, {"min", bw.min_gbs}, {"max", bw.max_gbs}}},
             {"wkv_fwd_bwd_per_layer", to_json(wkv)},
             {"wkv_share", wkv_share},
             {"phases_median_ms", {{"forward_loss", f.phase_ms[0]}, {"backward", f.phase_ms[1]}, {"update", f.phase_ms[2]}}},
@@ -272,7 +277,7 @@ void bench_train(const TrainOptions& o) {
   first_stage.stages.resize(1);
   trainer::check_run_fits(first_stage, dev, 1);
   TrainBench bench(cfg, dev);
-  const bool bf16 = bench.bf16_autocast();
+  const bool bf16 = bench.dtype() == torch::kBFloat16;
   fmt::print("{}\n", describe_run(cfg, bench, dev, bf16));
 
   const StepFigures f = time_steps(bench, o, dev, cfg.model.vocab_size);
@@ -281,7 +286,10 @@ void bench_train(const TrainOptions& o) {
   const Timing wkv_t = time_wkv(cfg.model, st, io, dev, o);
   const trainer::GemmRate gemm = trainer::measure_gemm_rate(
       cfg.model, st.micro_batch * st.ctx_len, torch::TensorOptions().dtype(io).device(dev), o.steps, o.warmup);
-  report(cfg, bench, dev, bf16, f, wkv_t, gemm, o.json);
+  // The copy bandwidth, for `rwkv bench predict` (the GPU bundle sets its prediction next to this run).
+  const trainer::Bandwidth bw =
+      trainer::measure_copy_bandwidth(dev.is_cuda() ? int64_t{1} << 30 : int64_t{64} << 20, dev, o.steps, o.warmup);
+  report(cfg, bench, dev, bf16, f, wkv_t, gemm, bw, o.json);
 }
 
 }  // namespace rwkv::bench

@@ -17,7 +17,8 @@
 namespace rwkv::bench {
 
 // The run config of `rwkv bench train`: options.config read as `rwkv train` reads it, with
-// train.device set from --device (on the CPU train.precision becomes auto: the CPU path is fp32),
+// train.device set from --device (on the CPU train.precision becomes auto, i.e. fp32, unless --set
+// train.precision=bf16 asks for bf16 parameters),
 // then the --set overrides, then --micro-batch and --ctx on the first stage. A YAML with only a
 // `model:` section gets a run around it: random-token data, micro_batch 8, ctx_len 512, one
 // mini-epoch at a constant lr_init of 6e-4, every other field at its default. Throws ConfigError.
@@ -37,7 +38,7 @@ class TrainBench {
   int64_t micro_batches() const { return micro_batches_; }
   trainer::TrainedModel& model() { return model_; }
   double forward_flops_per_token() const { return model_.forward_flops_per_token; }
-  bool bf16_autocast() const { return step_.bf16_autocast(); }
+  torch::ScalarType dtype() const { return step_.dtype(); }
 
  private:
   Communicator alone_;

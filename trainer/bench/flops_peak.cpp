@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "kernels/cuda_runtime_info.h"
+#include "trainer/bench/bench.h"
 
 namespace rwkv::trainer {
 
@@ -72,6 +73,16 @@ GemmRate measure_gemm_rate(const ModelConfig& config, int64_t tokens, const torc
   for (int i = 0; i < runs; ++i) rates.push_back(flops / one_run() / 1e12);
   std::sort(rates.begin(), rates.end());
   return GemmRate{rates[rates.size() / 2], rates.front(), rates.back(), runs};
+}
+
+Bandwidth measure_copy_bandwidth(int64_t bytes, const torch::Device& device, int runs, int warmup) {
+  TORCH_CHECK(bytes >= 4 && runs > 0 && warmup >= 0, "measure_copy_bandwidth: bytes and runs must be positive");
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  const torch::Tensor src = torch::rand({bytes / 4}, f32), dst = torch::empty_like(src);
+  const bench::Timing t = bench::time_runs(runs, warmup, device, [&] { dst.copy_(src); });
+  const double moved = 2.0 * static_cast<double>(src.numel() * 4);
+  const auto gbs = [&](double ms) { return moved / (ms * 1e-3) / 1e9; };
+  return {gbs(t.median_ms), gbs(t.max_ms), gbs(t.min_ms), t.runs};
 }
 
 namespace {

@@ -36,6 +36,15 @@ struct GemmRate {
 GemmRate measure_gemm_rate(const ModelConfig& config, int64_t tokens, const torch::TensorOptions& options,
                            int runs = 5, int warmup = 1);
 
+// The device's achievable memory bandwidth, the cost model's (trainer/bench/cost_model.h): one
+// buffer of `bytes` copied into another, `runs` timed copies after `warmup`; GB/s counts the bytes
+// read and written (2 × bytes a copy), as the kernel census counts a kernel's traffic.
+struct Bandwidth {
+  double median_gbs = 0, min_gbs = 0, max_gbs = 0;
+  int runs = 0;
+};
+Bandwidth measure_copy_bandwidth(int64_t bytes, const torch::Device& device, int runs = 5, int warmup = 1);
+
 // Dense (no sparsity) bf16 tensor-core peak in TFLOP/s of a CUDA device known by name
 // (cudaDeviceProp::name, e.g. "NVIDIA H100 80GB HBM3" → 989); none when unknown.
 std::optional<double> known_bf16_peak_tflops(const std::string& device_name);

@@ -1,6 +1,5 @@
 #include "trainer/bench/op_census.h"
 
-#include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
 
 #include <fmt/format.h>
@@ -112,31 +111,6 @@ OpTally sum_if(const OpCensus& c, bool gemm) {
   return t;
 }
 
-// CPU bf16 autocast while it lives (when `on`), the previous state restored after.
-class CpuAutocast {
- public:
-  explicit CpuAutocast(bool on)
-      : on_(on),
-        was_enabled_(at::autocast::is_autocast_enabled(at::kCPU)),
-        was_dtype_(at::autocast::get_autocast_dtype(at::kCPU)) {
-    if (!on_) return;
-    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCPU, true);
-  }
-  ~CpuAutocast() {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(at::kCPU, was_enabled_);
-    at::autocast::set_autocast_dtype(at::kCPU, was_dtype_);
-    at::autocast::clear_cache();
-  }
-  CpuAutocast(const CpuAutocast&) = delete;
-  CpuAutocast& operator=(const CpuAutocast&) = delete;
-
- private:
-  bool on_, was_enabled_;
-  at::ScalarType was_dtype_;
-};
-
 }  // namespace
 
 OpTally OpCensus::total() const {
@@ -168,28 +142,21 @@ OpCensus OpCensusRecorder::take() {
   return out;
 }
 
-BlockCensus census_block(const ModelConfig& config, int64_t B, int64_t T, bool bf16_autocast) {
+BlockCensus census_block(const ModelConfig& config, int64_t B, int64_t T, torch::ScalarType dtype) {
   torch::manual_seed(0);
-  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
-  Block block(config, /*layer_id=*/1, f32);
+  const auto options = torch::TensorOptions().dtype(dtype);
+  Block block(config, /*layer_id=*/1, options);
   {
     const torch::NoGradGuard no_grad;
     for (auto& p : block->parameters()) p.normal_(0.0, 0.1);
   }
-  const torch::Tensor x = torch::randn({B, T, config.n_embd}, f32).requires_grad_(true);
-  const torch::Tensor gy = torch::randn({B, T, config.n_embd}, f32);
+  const torch::Tensor x = torch::randn({B, T, config.n_embd}, options).requires_grad_(true);
+  const torch::Tensor gy = torch::randn({B, T, config.n_embd}, options);
   BlockCensus out;
   OpCensusRecorder recorder;
-  torch::Tensor y;
-  {
-    const CpuAutocast autocast(bf16_autocast);
-    y = block->forward(x);
-    out.forward = recorder.take();
-  }
-  // The step's backward runs outside the autocast scope too (trainer/train/train_step.h).
-  const torch::Tensor g = gy.to(y.scalar_type());
-  recorder.take();  // the cast above and the autocast cache's release are neither pass
-  y.backward(g);
+  const torch::Tensor y = block->forward(x);
+  out.forward = recorder.take();
+  y.backward(gy);
   out.backward = recorder.take();
   return out;
 }
@@ -213,8 +180,8 @@ nlohmann::json pass_json(const OpCensus& c, int64_t tokens, int64_t D) {
 
 nlohmann::json report_block_census(const ModelConfig& config, int64_t B, int64_t T) {
   const int64_t D = config.n_embd, tokens = B * T;
-  const BlockCensus fp32 = census_block(config, B, T, false);
-  const BlockCensus bf16 = census_block(config, B, T, true);
+  const BlockCensus fp32 = census_block(config, B, T, torch::kFloat32);
+  const BlockCensus bf16 = census_block(config, B, T, torch::kBFloat16);
   const OpCensus* passes[4] = {&fp32.forward, &fp32.backward, &bf16.forward, &bf16.backward};
   fmt::print("kernel census of one block (layer 1, B={} T={} D={}, counted on the CPU; trainer/bench/op_census.h)\n", B,
              T, D);
@@ -247,7 +214,7 @@ nlohmann::json report_block_census(const ModelConfig& config, int64_t B, int64_t
           {"ctx", T},
           {"n_embd", D},
           {"fp32", {{"forward", pass_json(fp32.forward, tokens, D)}, {"backward", pass_json(fp32.backward, tokens, D)}}},
-          {"bf16_autocast",
+          {"bf16",
            {{"forward", pass_json(bf16.forward, tokens, D)}, {"backward", pass_json(bf16.backward, tokens, D)}}}};
 }
 

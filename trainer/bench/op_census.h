@@ -66,16 +66,15 @@ class OpCensusRecorder {
 };
 
 // The census of one block (layer 1 of `config`: no ln0) on (B, T, D) inputs on the CPU, forward
-// and backward separately, with random weights (op counts do not depend on values). With
-// `bf16_autocast` the block runs under CPU bf16 autocast, as the CUDA step runs under CUDA's
-// (trainer/train/autocast_scope.h); the CPU's autocast lists differ from CUDA's in a few ops, so
-// that column approximates the GPU's.
+// and backward separately, with random weights (op counts do not depend on values). Parameters,
+// input and output gradient in `dtype`: kFloat32, or kBFloat16 as the CUDA step holds them (bf16
+// parameters, fp32 masters in the optimizer: trainer/train/train_step.h compute_dtype).
 struct BlockCensus {
   OpCensus forward, backward;
 };
-BlockCensus census_block(const ModelConfig& config, int64_t B, int64_t T, bool bf16_autocast);
+BlockCensus census_block(const ModelConfig& config, int64_t B, int64_t T, torch::ScalarType dtype);
 
-// `rwkv bench train --census`: census_block in fp32 and under bf16 autocast, printed as a table
+// `rwkv bench train --census`: census_block in fp32 and in bf16, printed as a table
 // (launches per block forward and backward, GEMMs among them, bytes per token, the non-GEMM bytes
 // per token in units of D, each operator's launches) and returned as the JSON field "census".
 nlohmann::json report_block_census(const ModelConfig& config, int64_t B, int64_t T);

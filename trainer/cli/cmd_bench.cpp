@@ -1,4 +1,4 @@
-// `rwkv bench wkv|train|generate|loss`: registration of the options; the benchmarks themselves are in
+// `rwkv bench wkv|train|generate|loss|predict`: registration of the options; the benchmarks themselves are in
 // trainer/bench/bench_*.cpp (trainer/bench/bench.h).
 #include <torch/torch.h>
 
@@ -88,6 +88,38 @@ void add_bench_command(CLI::App& app) {
   loss->callback([] {
     l_out.check(l.json, {});
     bench::bench_loss(l);
+  });
+
+  static bench::PredictOptions p;
+  auto* predict = bench->add_subcommand(
+      "predict",
+      "PREDICTED (not measured) GPU step time and MFU of the run `bench train` takes, from a cost model and the "
+      "kernel census");
+  predict->add_option("config", p.config, "run config YAML, or one with only a model: section")->required();
+  predict->add_option_function<int64_t>(
+      "--micro-batch", [](const int64_t& v) { p.micro_batch = v; }, "sequences per micro-batch (default: the config's)")
+      ->check(CLI::PositiveNumber);
+  predict->add_option_function<int64_t>(
+      "--ctx", [](const int64_t& v) { p.ctx = v; }, "tokens per sequence (default: the config's first stage)")
+      ->check(CLI::PositiveNumber);
+  predict->add_option("--set", p.sets, "override a config field: section.key=value")->allow_extra_args(false);
+  predict->add_option("--gpu", p.gpu, "the assumed machine the flags below amend")
+      ->check(CLI::IsMember({"h100", "h200"}))
+      ->capture_default_str();
+  predict->add_option_function<double>(
+      "--peak-tflops", [](const double& v) { p.peak_tflops = v; }, "measured GEMM rate, TFLOP/s (bench train's GEMMs alone)")
+      ->check(finite_positive);
+  predict->add_option_function<double>(
+      "--bandwidth-gbs", [](const double& v) { p.bandwidth_gbs = v; }, "measured memory bandwidth, GB/s read + written")
+      ->check(finite_positive);
+  predict->add_option_function<double>(
+      "--launch-us", [](const double& v) { p.launch_us = v; }, "overhead per kernel launch, microseconds")
+      ->check(finite_non_negative);
+  static JsonOut p_out;
+  p_out.add(predict, p.json);
+  predict->callback([] {
+    p_out.check(p.json, {p.config});
+    bench::bench_predict(p);
   });
 
   static bench::GenerateOptions g;

@@ -21,6 +21,7 @@ void add_plan_command(CLI::App& app) {
     int64_t ctx = 1024;
     int64_t segment = 0;
     bool fp32 = false;
+    double bucket_mb = 25;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("plan", "Per-GPU memory for DDP / ZeRO-1 / ZeRO-2 and a recommendation");
@@ -33,7 +34,9 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--ctx", args->ctx, "context length")->check(CLI::PositiveNumber);
   cmd->add_option("--segment", args->segment, "tokens per segment (train.segment_len; 0: the whole sample)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--fp32", args->fp32, "fp32 compute (the CPU path) instead of bf16");
+  cmd->add_flag("--fp32", args->fp32, "fp32 training instead of bf16 parameters with fp32 masters");
+  cmd->add_option("--bucket-mb", args->bucket_mb, "gradient bucket size in MiB (train.grad_bucket_mb)")
+      ->check(CLI::PositiveNumber);
   cmd->callback([args] {
     PlanRequest req;
     req.model = model_config_from_file(args->config);
@@ -42,6 +45,7 @@ void add_plan_command(CLI::App& app) {
     req.ctx_len = args->ctx;
     req.segment_len = args->segment;
     req.compute_bytes = args->fp32 ? 4 : 2;
+    req.bucket_bytes = args->bucket_mb * (1 << 20);
     fmt::print("{}", format_plan(req, args->gpu_mem_gb * 1e9, args->reserve_gb * 1e9));
   });
 }

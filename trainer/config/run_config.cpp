@@ -513,8 +513,6 @@ StageEntry entry_of(const Stage& s, int64_t steps_per_epoch) {
 void check_device(const RunConfig& c, const YamlSection& train) {
   if (c.train.device == DeviceKind::cuda && c.model.n_embd % 32 != 0)
     train.fail("device", fmt::format("cuda needs model.n_embd to be a multiple of 32, got {}", c.model.n_embd));
-  if (c.train.device == DeviceKind::cpu && c.train.precision == Precision::bf16)
-    train.fail("precision", "bf16 needs device cuda (the CPU path trains in fp32)");
 }
 
 // A given validation section names its held-out data exactly once.

@@ -104,7 +104,7 @@ c10::intrusive_ptr<c10d::Work> Communicator::start_all_reduce_sum(torch::Tensor&
 }
 
 void Communicator::wait(const c10::intrusive_ptr<c10d::Work>& work) {
-  if (work) finish(work, "all_reduce", env_, timeout_);
+  if (work) finish(work, "collective", env_, timeout_);
 }
 
 void Communicator::broadcast(torch::Tensor& tensor, int root) {
@@ -116,26 +116,33 @@ void Communicator::broadcast(torch::Tensor& tensor, int root) {
 }
 
 void Communicator::all_gather(torch::Tensor& out, const torch::Tensor& in) {
+  torch::Tensor input = in;
+  if (const auto work = start_all_gather(out, input)) finish(work, "all_gather", env_, timeout_);
+}
+
+c10::intrusive_ptr<c10d::Work> Communicator::start_all_gather(torch::Tensor& out, torch::Tensor& in) {
   if (!backend_) {
     out.copy_(in.view_as(out));
-    return;
+    return {};
   }
-  std::vector<std::vector<torch::Tensor>> outs(1);
-  outs[0] = out.chunk(env_.world_size);
-  std::vector<torch::Tensor> ins{in};
-  finish(backend_->allgather(outs, ins), "all_gather", env_, timeout_);
+  // The flat-tensor form (no list of per-rank views to copy through): Gloo and NCCL both have it.
+  return backend_->_allgather_base(out, in);
 }
 
 void Communicator::reduce_scatter_sum(torch::Tensor& out, const torch::Tensor& in) {
+  torch::Tensor input = in;
+  if (const auto work = start_reduce_scatter_sum(out, input)) finish(work, "reduce_scatter", env_, timeout_);
+}
+
+c10::intrusive_ptr<c10d::Work> Communicator::start_reduce_scatter_sum(torch::Tensor& out, torch::Tensor& in) {
   if (!backend_) {
     out.copy_(in.view_as(out));
-    return;
+    return {};
   }
   c10d::ReduceScatterOptions o;
   o.reduceOp = c10d::ReduceOp::SUM;
   // The flat-tensor form: Gloo (2.x) and NCCL both implement it as a real reduce-scatter.
-  torch::Tensor input = in;
-  finish(backend_->_reduce_scatter_base(out, input, o), "reduce_scatter", env_, timeout_);
+  return backend_->_reduce_scatter_base(out, in, o);
 }
 
 void Communicator::barrier() {

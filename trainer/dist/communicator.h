@@ -54,8 +54,14 @@ class Communicator {
   void broadcast(torch::Tensor& tensor, int root = 0);
   // `out` (world_size·n elements) receives every rank's `in` (n elements), in rank order.
   void all_gather(torch::Tensor& out, const torch::Tensor& in);
+  // The same, started in the background as start_all_reduce_sum. With one rank: `in` copied to
+  // `out`, a null handle.
+  c10::intrusive_ptr<c10d::Work> start_all_gather(torch::Tensor& out, torch::Tensor& in);
   // `out` (n elements) receives part `rank` of the sum over ranks of `in` (world_size·n elements).
   void reduce_scatter_sum(torch::Tensor& out, const torch::Tensor& in);
+  // The same, started in the background as start_all_reduce_sum (both tensors untouched until
+  // wait()). With one rank: `in` copied to `out`, a null handle.
+  c10::intrusive_ptr<c10d::Work> start_reduce_scatter_sum(torch::Tensor& out, torch::Tensor& in);
   void barrier();
 
   // Work only rank 0 does (writing a checkpoint, locking the run directory), with its outcome

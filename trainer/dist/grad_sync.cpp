@@ -6,17 +6,15 @@
 
 namespace rwkv {
 
-GradientSync::GradientSync(std::vector<torch::Tensor> params, Communicator& comm, int64_t bucket_bytes,
-                           bool overlap)
-    : params_(std::move(params)), comm_(comm), bucket_of_(params_.size()), offset_(params_.size()),
-      arrived_(params_.size(), 0) {
+GradientSync::GradientSync(GradStore& grads, Communicator& comm, int64_t bucket_bytes, bool overlap)
+    : grads_(grads), comm_(comm), bucket_of_(grads.size()), offset_(grads.size()), arrived_(grads.size(), 0) {
   TORCH_CHECK(bucket_bytes > 0, "gradient bucket size must be positive");
   const int64_t bucket_elems = std::max<int64_t>(1, bucket_bytes / 4);
   // Reverse parameter order: backward produces the last layers' gradients first.
-  for (size_t k = params_.size(); k-- > 0;) {
-    const auto& p = params_[k];
+  for (size_t k = grads_.size(); k-- > 0;) {
+    const auto& p = grads_.param(k);
     const bool new_bucket = buckets_.empty() || buckets_.back().numel >= bucket_elems ||
-                            params_[buckets_.back().members.front()].device() != p.device();
+                            grads_.param(buckets_.back().members.front()).device() != p.device();
     if (new_bucket) buckets_.emplace_back();
     bucket_of_[k] = buckets_.size() - 1;
     offset_[k] = buckets_.back().numel;
@@ -24,29 +22,23 @@ GradientSync::GradientSync(std::vector<torch::Tensor> params, Communicator& comm
     buckets_.back().numel += p.numel();
   }
   for (auto& b : buckets_) {
-    const auto& first = params_[b.members.front()];
+    const auto& first = grads_.param(b.members.front());
     b.flat = torch::empty({b.numel}, torch::TensorOptions().dtype(torch::kFloat32).device(first.device()));
   }
   if (!overlap || !comm_.grouped()) return;
-  hooks_.assign(params_.size(), ~0u);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    // A parameter without requires_grad never receives a gradient: it is packed as zeros.
-    if (!params_[i].requires_grad()) continue;
-    hooks_[i] = params_[i].register_hook([this, i](const torch::Tensor& g) { on_gradient(i, g); });
-  }
+  overlap_ = true;
+  // A parameter without requires_grad never receives a gradient: it is packed as zeros.
+  grads_.listen([this](size_t i, const torch::Tensor& g) { on_gradient(i, g); });
 }
 
-GradientSync::~GradientSync() {
-  for (size_t i = 0; i < hooks_.size(); ++i)
-    if (hooks_[i] != ~0u) params_[i].remove_hook(hooks_[i]);
-}
+GradientSync::~GradientSync() = default;
 
 torch::Tensor GradientSync::slot(size_t param) {
-  return buckets_[bucket_of_[param]].flat.narrow(0, offset_[param], params_[param].numel());
+  return buckets_[bucket_of_[param]].flat.narrow(0, offset_[param], grads_.param(param).numel());
 }
 
 void GradientSync::arm_for_backward() {
-  if (hooks_.empty()) return;
+  if (!overlap_) return;
   std::lock_guard<std::mutex> lock(mutex_);
   std::fill(arrived_.begin(), arrived_.end(), 0);
   for (auto& b : buckets_) b.missing = b.members.size();
@@ -70,8 +62,8 @@ void GradientSync::on_gradient(size_t param, const torch::Tensor& incoming) {
     s.add_(g);
     return;
   }
-  // The gradient .grad will hold once autograd has accumulated `incoming` (the same fp32 sum).
-  const auto& earlier = params_[param].grad();
+  // The gradient the store will hold once `incoming` is added (the same fp32 sum).
+  const auto earlier = grads_.get(param);
   if (earlier.defined()) torch::add_out(s, earlier.reshape({-1}), g);
   else s.copy_(g);
   arrived_[param] = 1;
@@ -103,7 +95,7 @@ void GradientSync::average() {
     auto& b = buckets_[k];
     for (size_t i : b.members) {
       if (arrived_[i]) continue;
-      const auto& g = params_[i].grad();
+      const auto g = grads_.get(i);
       if (g.defined()) slot(i).copy_(g.reshape({-1}));
       else slot(i).zero_();
     }
@@ -115,12 +107,7 @@ void GradientSync::average() {
     comm_.wait(b.work);
     b.work.reset();
     b.flat.mul_(inv_world);  // SUM then divide, in fp32 (Gloo's AVG is unreliable)
-    for (size_t i : b.members) {
-      auto& p = params_[i];
-      auto avg = slot(i).view(p.sizes());
-      if (p.grad().defined()) p.mutable_grad().copy_(avg);
-      else p.mutable_grad() = avg.to(p.dtype()).clone();
-    }
+    for (size_t i : b.members) grads_.set(i, slot(i).view(grads_.param(i).sizes()));
   }
 }
 

@@ -5,9 +5,12 @@
 // collectives instead of one per tensor keep latency out of the step; after averaging every
 // rank holds bit-identical gradients, so clipping and the NaN check agree on all ranks.
 //
-// Overlap (train.overlap_grad_reduce): on a step's last micro-batch a hook on each
-// parameter sees its gradient as autograd produces it (before it is added to .grad), writes
-// .grad + incoming into the bucket, and a bucket whose members have all arrived starts its
+// The gradients are those of a GradStore (trainer/dist/grad_store.h): .grad for fp32 parameters,
+// its fp32 sums for bf16 ones; the averages are written back there.
+//
+// Overlap (train.overlap_grad_reduce): on a step's last micro-batch the store's listener sees
+// each gradient as autograd produces it (before it is added to the store), writes the earlier
+// sum + incoming into the bucket, and a bucket whose members have all arrived starts its
 // all-reduce while backward goes on. Buckets hold the parameters in reverse order, as backward
 // produces them (head first, embedding last), and start strictly in bucket order so every rank
 // issues the same collectives in the same sequence whatever order its hooks fire in. A parameter
@@ -20,15 +23,17 @@
 #include <vector>
 
 #include "trainer/dist/communicator.h"
+#include "trainer/dist/grad_store.h"
 
 namespace rwkv {
 
 class GradientSync {
  public:
-  // `params` in a fixed order (identical on every rank); buckets hold about `bucket_bytes` of
-  // whole parameters. `overlap` registers the gradient hooks (only with a process group: Communicator::grouped).
-  GradientSync(std::vector<torch::Tensor> params, Communicator& comm, int64_t bucket_bytes, bool overlap = false);
-  ~GradientSync();  // removes the hooks: the parameters outlive this object
+  // The store's parameters in a fixed order (identical on every rank); buckets hold about
+  // `bucket_bytes` of whole parameters. `overlap` listens to the store (only with a process
+  // group: Communicator::grouped). The store outlives this object.
+  GradientSync(GradStore& grads, Communicator& comm, int64_t bucket_bytes, bool overlap = false);
+  ~GradientSync();  // out of line: c10d::Work is incomplete here
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
 
@@ -37,8 +42,8 @@ class GradientSync {
   // hooks are inactive) nothing happens.
   void arm_for_backward();
 
-  // Replaces each parameter's .grad by its average over ranks (an undefined grad counts as
-  // zeros and becomes defined). After an armed backward it completes the started reductions;
+  // Replaces each parameter's gradient in the store by its average over ranks (an undefined one
+  // counts as zeros and becomes defined). After an armed backward it completes the started reductions;
   // otherwise it packs and reduces everything now. Without a process group nothing is copied.
   void average();
 
@@ -48,7 +53,7 @@ class GradientSync {
 
  private:
   struct Bucket {
-    std::vector<size_t> members;  // indices into params_
+    std::vector<size_t> members;  // indices into the store
     int64_t numel = 0;
     torch::Tensor flat;           // fp32 on the parameters' device
     size_t missing = 0;           // members whose gradient has not arrived in the armed backward
@@ -58,13 +63,13 @@ class GradientSync {
   void start_ready_buckets();  // in bucket order, while the next one is complete
   torch::Tensor slot(size_t param);
 
-  std::vector<torch::Tensor> params_;
+  GradStore& grads_;
   Communicator& comm_;
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_;  // per parameter
   std::vector<int64_t> offset_;    // per parameter, in its bucket
   std::vector<char> arrived_;      // per parameter, in the armed backward
-  std::vector<unsigned> hooks_;    // per parameter, when overlapping
+  bool overlap_ = false;
   std::mutex mutex_;               // hooks may run on autograd's device thread
   bool armed_ = false;
   size_t next_start_ = 0;          // the first bucket not yet started

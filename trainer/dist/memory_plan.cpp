@@ -55,6 +55,17 @@ MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding) {
   e.master = master * shard;
   e.adam = adam * shard;
   e.grads = sharding == Sharding::ZeRO2 ? grads / N : grads;
+  // Collective buffers (trainer/dist/grad_sync.h, parallel_optimizer.cpp): DDP all-reduces every
+  // gradient through flat fp32 buckets that together hold a whole gradient. The ZeRO stages keep
+  // up to 4 buckets' collectives in flight while packing a fifth: ZeRO-1 all-reduces fp32 buckets
+  // after backward, ZeRO-2 reduce-scatters them (each with its part) during backward; then both
+  // all-gather the updated parameters (a bucket and its part each, in the compute dtype) once
+  // those buffers are gone, so the larger of the two phases counts.
+  const double bucket = std::min(req.bucket_bytes, grads);
+  const double gather = 5 * (bucket + bucket / N) * req.compute_bytes / 4;
+  if (sharding == Sharding::DDP) e.workspace = N > 1 ? grads : 0;
+  if (sharding == Sharding::ZeRO1) e.workspace = std::max(5 * bucket, gather);
+  if (sharding == Sharding::ZeRO2) e.workspace = std::max(5 * (bucket + bucket / N), gather);
 
   const double per_block = static_cast<double>(block_activation_elems_per_token(m)) * req.compute_bytes;
   // emb output and ln0 in/out, ln_out in/out: 5D per token besides the blocks.
@@ -81,8 +92,8 @@ std::string format_plan(const PlanRequest& req, double gpu_mem_bytes, double res
       req.micro_batch, req.ctx_len,
       req.segment_len > 0 && req.segment_len < req.ctx_len ? fmt::format(" in segments of {}", req.segment_len) : "",
       req.compute_bytes == 2 ? "bf16" : "fp32");
-  out += fmt::format("{:<8} {:>5} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>10}  {}\n", "sharding",
-                     "ckpt", "weights", "grads", "master", "adam", "activations", "head",
+  out += fmt::format("{:<8} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>10}  {}\n", "sharding",
+                     "ckpt", "weights", "grads", "master", "adam", "buffers", "activations", "head",
                      "total GB", "fits");
   std::string recommendation;
   for (bool ckpt : {false, true}) {
@@ -90,9 +101,9 @@ std::string format_plan(const PlanRequest& req, double gpu_mem_bytes, double res
       const MemoryEstimate e = estimate_memory(req, s);
       const double total = e.total(ckpt);
       const bool fits = total + reserve_bytes <= gpu_mem_bytes;
-      out += fmt::format("{:<8} {:>5} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>11.2f} {:>9.2f} {:>10.2f}  {}\n",
+      out += fmt::format("{:<8} {:>5} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>11.2f} {:>9.2f} {:>10.2f}  {}\n",
                          to_string(s), ckpt ? "yes" : "no", e.weights / GB, e.grads / GB,
-                         e.master / GB, e.adam / GB,
+                         e.master / GB, e.adam / GB, e.workspace / GB,
                          (ckpt ? e.activations_ckpt : e.activations) / GB, e.head / GB,
                          total / GB, fits ? "yes" : "no");
       if (fits && recommendation.empty()) {

@@ -22,16 +22,20 @@ struct PlanRequest {
   int64_t micro_batch = 1;  // sequences per GPU per micro-step
   int64_t ctx_len = 1024;
   int64_t segment_len = 0;  // train.segment_len: activations of one segment (0: the whole sample)
-  int compute_bytes = 2;    // 2 = bf16 compute (CUDA), 4 = fp32 (CPU)
+  int compute_bytes = 2;    // 2 = bf16 parameters with fp32 masters, 4 = fp32 training
+  double bucket_bytes = 25.0 * (1 << 20);  // train.grad_bucket_mb
 };
 
 struct MemoryEstimate {
   Sharding sharding = Sharding::DDP;
   // Model state, bytes per GPU.
-  double weights = 0;     // compute-precision copy used by forward/backward
-  double grads = 0;       // fp32 gradient buffers (flat buckets / shards)
+  // As trainer/dist/parallel_optimizer.h allocates them:
+  double weights = 0;     // the module's parameters, in the compute dtype
+  double grads = 0;       // fp32 gradient sums: whole under DDP and ZeRO-1, the own shard under ZeRO-2
   double master = 0;      // fp32 master weights (0 when compute is fp32: the weights are the master)
   double adam = 0;        // fp32 first and second moments
+  double workspace = 0;   // collective buffers: DDP's flat fp32 buckets (a second whole gradient
+                          // with several ranks), ZeRO's bucket buffers (staging, reduce, gather)
   // Activations of one micro-batch, bytes per GPU.
   double activations = 0;       // everything kept for backward
   double activations_ckpt = 0;  // with per-block checkpointing (block inputs + one block recomputed)
@@ -42,7 +46,7 @@ struct MemoryEstimate {
   // the RNN states saved at the segment boundaries (5 vectors per block and row, fp32).
   double boundaries = 0;
 
-  double state() const { return weights + grads + master + adam + boundaries; }
+  double state() const { return weights + grads + master + adam + workspace + boundaries; }
   // Without checkpointing the head's buffers meet every activation at the start of backward. With
   // it they do not meet the recomputed block: the head's gradient is gone before the last block is
   // rebuilt, so the peak is the block inputs plus the larger of the head and a block being rebuilt

@@ -69,14 +69,17 @@ void adam_update_group(AdamGroup& group, double plr, bool decay, int64_t t, cons
                     /*amsgrad=*/false, /*maximize=*/false);
 }
 
-void Adam::step(double lr, const LrMult& mult) {
+void Adam::step(double lr, const LrMult& mult, const std::vector<torch::Tensor>& grads) {
+  TORCH_CHECK(grads.size() == slots_.size(), "Adam::step: ", grads.size(), " gradients for ", slots_.size(),
+              " parameters");
   ++steps_;
   // On CUDA one fused pass per (learning rate, decay) group: three or four launches per step
   // rather than seven kernels per tensor (trainer/README.md "Optimizer and schedule").
   const bool grouped = !slots_.empty() && slots_.front().param.is_cuda();
   std::vector<std::pair<std::pair<double, bool>, AdamGroup>> groups;
-  for (auto& s : slots_) {
-    const auto& g = s.param.grad();
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto& s = slots_[i];
+    const auto& g = grads[i];
     if (!g.defined()) continue;
     const double plr = lr * lr_multiplier(s.name, mult);
     if (!grouped) {
@@ -114,13 +117,8 @@ void Adam::load_state(const NamedTensors& state, int64_t steps) {
   steps_ = steps;
 }
 
-torch::Tensor global_grad_norm(const NamedTensors& params) {
-  std::vector<torch::Tensor> grads;
-  for (const auto& [name, p] : params)
-    if (p.grad().defined()) grads.push_back(p.grad().detach());
-  if (grads.empty())
-    return torch::zeros({}, params.empty() ? torch::TensorOptions().dtype(torch::kFloat64)
-                                           : params.front().tensor.options().dtype(torch::kFloat64));
+torch::Tensor global_grad_norm(const std::vector<torch::Tensor>& grads, const torch::Device& device) {
+  if (grads.empty()) return torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
   // One norm per tensor in its own dtype (no fp64 copy of the gradients: it cost more than Adam on
   // a 169M CPU step; ATen's CPU reductions of fp32 accumulate in double already), then their
   // squares summed in double, all on the device.
@@ -132,12 +130,11 @@ double clip_coefficient(double norm, double max_norm) {
   return max_norm <= 0 || !(norm > max_norm) ? 1.0 : max_norm / (norm + 1e-6);
 }
 
-void clip_gradients(const NamedTensors& params, double norm, double max_norm) {
+void clip_gradients(const std::vector<torch::Tensor>& grads, double norm, double max_norm) {
   const double coef = clip_coefficient(norm, max_norm);
   if (coef == 1.0) return;
   torch::NoGradGuard no_grad;
-  for (const auto& [name, p] : params)
-    if (p.grad().defined()) p.grad().mul_(coef);
+  for (const auto& g : grads) g.mul_(coef);
 }
 
 }  // namespace rwkv::trainer

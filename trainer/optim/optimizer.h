@@ -24,11 +24,13 @@ namespace rwkv::trainer {
 
 class Adam {
  public:
-  // `params`: the model's named parameters (fp32 masters); moments are created as zeros.
+  // `params`: the named fp32 master weights (the model's parameters when it trains in fp32);
+  // moments are created as zeros.
   Adam(NamedTensors params, const AdamConfig& config);
 
-  // One update from the parameters' .grad() at base learning rate `lr`, multipliers `mult`.
-  void step(double lr, const LrMult& mult);
+  // One update at base learning rate `lr`, multipliers `mult`, from `grads` (fp32, one per
+  // parameter in order; an undefined one leaves its parameter and moments as they are).
+  void step(double lr, const LrMult& mult, const std::vector<torch::Tensor>& grads);
   int64_t steps() const { return steps_; }
 
   // State for checkpoints: "exp_avg.<name>" and "exp_avg_sq.<name>" plus the step count.
@@ -62,13 +64,13 @@ struct AdamGroup {
 // one device.
 void adam_update_group(AdamGroup& group, double plr, bool decay, int64_t t, const AdamConfig& config);
 
-// The global L2 norm of all gradients, a 0-dim fp64 tensor on their device, not read to the host
-// (the training step reads it with the loss, trainer/train/train_step.h); +inf/NaN when any
-// gradient is non-finite, 0 when no parameter has one.
-torch::Tensor global_grad_norm(const NamedTensors& params);
+// The global L2 norm of `grads` (defined tensors), a 0-dim fp64 tensor on `device`, not read to
+// the host (the training step reads it with the loss, trainer/train/train_step.h); +inf/NaN when
+// any gradient is non-finite, 0 when there is none.
+torch::Tensor global_grad_norm(const std::vector<torch::Tensor>& grads, const torch::Device& device);
 // max_norm/(norm + 1e-6) when norm > max_norm, else 1 (torch's clip_grad_norm_; 0 disables).
 double clip_coefficient(double norm, double max_norm);
-// Scales all gradients by clip_coefficient(norm, max_norm).
-void clip_gradients(const NamedTensors& params, double norm, double max_norm);
+// Scales `grads` in place by clip_coefficient(norm, max_norm).
+void clip_gradients(const std::vector<torch::Tensor>& grads, double norm, double max_norm);
 
 }  // namespace rwkv::trainer

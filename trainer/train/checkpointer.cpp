@@ -65,10 +65,7 @@ fs::path Checkpointer::save(const TrainProgress& progress) {
   shard.weights = host_buffer(n, device);
   shard.exp_avg = host_buffer(n, device);
   shard.exp_avg_sq = host_buffer(n, device);
-  std::vector<torch::Tensor> params;
-  for (const auto& [name, p] : step_.params()) params.push_back(p);
-  copy_flat_ranges(params, opt.checkpoint_ranges(), shard.weights);
-  opt.copy_moments(shard.exp_avg, shard.exp_avg_sq);
+  opt.copy_state(shard.weights, shard.exp_avg, shard.exp_avg_sq);  // the fp32 masters, not bf16 parameters
   capture_rng(shard.cpu_rng, shard.cuda_rng);
   TrainProgress p = progress;
   p.adam_steps = opt.steps();

@@ -11,6 +11,7 @@
 #include "kernels/cuda_runtime_info.h"
 #include "trainer/config/yaml_section.h"
 #include "trainer/dist/memory_plan.h"
+#include "trainer/train/train_step.h"
 
 namespace rwkv::trainer {
 namespace {
@@ -76,17 +77,18 @@ std::optional<AvailableMemory> device_available_memory(const torch::Device& devi
 }
 
 RunMemoryNeed run_memory_need(const RunConfig& config, const torch::Device& device, int world_size) {
-  const bool bf16 = device.is_cuda() && config.train.precision != Precision::fp32;
+  const bool bf16 = compute_dtype(config, device) == torch::kBFloat16;
   RunMemoryNeed need;
   for (size_t i = 0; i < config.stages.size(); ++i) {
     const Stage& s = config.stages[i];
     const PlanRequest req{.model = config.model, .gpus = world_size, .micro_batch = s.micro_batch,
-                          .ctx_len = s.ctx_len, .segment_len = s.segment_len, .compute_bytes = bf16 ? 2 : 4};
+                          .ctx_len = s.ctx_len, .segment_len = s.segment_len, .compute_bytes = bf16 ? 2 : 4,
+                          .bucket_bytes = config.train.grad_bucket_mb * (1 << 20)};
     const MemoryEstimate e = estimate_memory(req, sharding_of(config.train.zero_stage));
     const double total = e.total(config.train.activation_checkpointing);
     if (i == 0 || total > need.bytes) {
       const double activations = total - e.state();
-      need = {total, e.weights, e.grads, e.master, e.adam, activations, i};
+      need = {total, e.weights, e.grads, e.master, e.adam, e.workspace, activations, i};
     }
   }
   return need;
@@ -103,6 +105,7 @@ void check_run_fits(const RunConfig& config, const torch::Device& device, int wo
   std::string parts;
   for (const auto& [name, bytes] : {std::pair{"weights", need.weights}, {"gradients", need.grads},
                                     {"fp32 master weights", need.master}, {"Adam", need.adam},
+                                    {"collective buffers", need.workspace},
                                     {"activations", need.activations}})
     if (bytes > 0) parts += fmt::format("{}{} {}", parts.empty() ? "" : ", ", name, gib(bytes));
   const std::string ranks =

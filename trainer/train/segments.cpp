@@ -5,7 +5,6 @@
 
 #include <fmt/format.h>
 
-#include "trainer/train/autocast_scope.h"
 
 namespace rwkv::trainer {
 namespace {
@@ -50,7 +49,7 @@ std::vector<std::pair<int64_t, int64_t>> segment_bounds(int64_t ctx_len, int64_t
 }
 
 torch::Tensor segmented_forward_backward(const StepForward& model, const torch::Tensor& inputs,
-                                         const torch::Tensor& targets, int64_t segment_len, SegmentGrad mode, bool bf16,
+                                         const torch::Tensor& targets, int64_t segment_len, SegmentGrad mode,
                                          const SegmentLossFn& loss_of, const SegmentCallbacks& callbacks) {
   if (!model.from_state || !model.initial_state)
     throw std::invalid_argument("train.segment_len: this model carries no RNN state, so it cannot run in segments");
@@ -65,7 +64,6 @@ torch::Tensor segmented_forward_backward(const StepForward& model, const torch::
     if (f) f();
   };
   const auto segment_loss = [&](size_t s, RnnState& state) {
-    AutocastScope autocast(bf16);
     return loss_of(model.from_state(piece(inputs, s), state), piece(targets, s), share(s));
   };
   torch::Tensor loss;  // the sum of the segments' values, on the device
@@ -81,6 +79,7 @@ torch::Tensor segmented_forward_backward(const StepForward& model, const torch::
         notify(callbacks.before_last_backward);
       }
       l.backprop.backward();
+      notify(callbacks.after_backward);
       add(l.value);
     }
     return loss;
@@ -90,7 +89,6 @@ torch::Tensor segmented_forward_backward(const StepForward& model, const torch::
   std::vector<RnnState> starts{model.initial_state(inputs.size(0))};
   {
     torch::NoGradGuard no_grad;
-    AutocastScope autocast(bf16);
     RnnState state = starts.front();
     for (size_t s = 0; s + 1 < S; ++s) {
       model.from_state(piece(inputs, s), state);
@@ -118,6 +116,7 @@ torch::Tensor segmented_forward_backward(const StepForward& model, const torch::
     }
     if (s == 0) notify(callbacks.before_last_backward);
     torch::autograd::backward(roots, grads);
+    notify(callbacks.after_backward);
     add(l.value);
     end_grads.clear();
     for (auto& leaf : start_leaves) end_grads.push_back(leaf.grad());

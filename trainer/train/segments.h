@@ -56,15 +56,16 @@ using SegmentLossFn =
 struct SegmentCallbacks {
   std::function<void()> forward_done;          // exact: after the boundary pass; truncated: before the last backward
   std::function<void()> before_last_backward;  // the micro-batch's last backward call is next
+  std::function<void()> after_backward;        // after every backward call
 };
 
 // Forward and backward of one micro-batch, inputs and targets (B, T) on the model's device, in
 // segments of segment_len tokens (0 < segment_len < T), accumulating into the parameters'
-// gradients. The forward runs under bf16 autocast when `bf16` (trainer/train/autocast_scope.h).
+// gradients (in the parameters' dtype: trainer/train/train_step.h).
 // Returns the sum of the segments' loss values (the sample's loss), a 0-dim tensor on the device
 // (not read: trainer/train/train_step.h reads once per step).
 torch::Tensor segmented_forward_backward(const StepForward& model, const torch::Tensor& inputs, const torch::Tensor& targets,
-                                  int64_t segment_len, SegmentGrad mode, bool bf16, const SegmentLossFn& loss_of,
+                                  int64_t segment_len, SegmentGrad mode, const SegmentLossFn& loss_of,
                                   const SegmentCallbacks& callbacks = {});
 
 }  // namespace rwkv::trainer

@@ -69,8 +69,6 @@ torch::Device run_device(const RunConfig& c, int local_rank) {
   if (cuda && c.model.n_embd % 32 != 0)
     throw ConfigError(fmt::format("{}: train.device: cuda needs model.n_embd to be a multiple of 32, got {}",
                                   c.file, c.model.n_embd));
-  if (!cuda && c.train.precision == Precision::bf16)
-    throw ConfigError(c.file + ": train.precision: bf16 needs a CUDA device (the CPU path trains in fp32)");
   // Two ranks on one GPU are refused by NCCL itself ("Duplicate GPU").
   return device;
 }
@@ -130,11 +128,10 @@ void resume_from(const RunConfig& cfg, CheckpointReader& ck, TrainStep& step, co
                                   "(start a new run_dir, or pass --restart to move this run's checkpoints aside and start over)",
                                   cfg.file, path.string(), change));
   load_weights(step.params(), ck.weights(), path.string());
-  step.optimizer().load_state(
-      [&](const std::string& key, c10::IntArrayRef shape, int64_t offset, int64_t length) {
-        return ck.read_slice(key, shape, offset, length);
-      },
-      ck.progress().adam_steps);
+  const ParallelOptimizer::SliceReader read = [&](const std::string& key, c10::IntArrayRef shape, int64_t offset,
+                                                  int64_t length) { return ck.read_slice(key, shape, offset, length); };
+  step.optimizer().load_masters(read);
+  step.optimizer().load_state(read, ck.progress().adam_steps);
   torch::Tensor cpu_rng;
   std::vector<torch::Tensor> cuda_rng;
   ck.rng(comm.rank(), cpu_rng, cuda_rng);
@@ -144,21 +141,27 @@ void resume_from(const RunConfig& cfg, CheckpointReader& ck, TrainStep& step, co
                           progress.stage, progress.stage_step));
 }
 
-void init_from(const RunConfig& cfg, TrainEnv& env, const NamedTensors& params, const Voice& voice) {
+void init_from(const RunConfig& cfg, TrainEnv& env, TrainStep& step, const Voice& voice) {
   const fs::path from = cfg.checkpoint.init_from;
+  NamedTensors weights;
   if (env.read_weights) {
-    load_weights(params, env.read_weights(from.string()), from.string());
+    weights = env.read_weights(from.string());
   } else if (fs::is_directory(from)) {
-    load_weights(params, load_checkpoint(from, CheckpointParts::weights).weights, from.string());
+    weights = load_checkpoint(from, CheckpointParts::weights).weights;
   } else {
     throw ConfigError(cfg.file + ": checkpoint.init_from: '" + from.string() + "' is not a checkpoint directory");
   }
+  load_weights(step.params(), weights, from.string());  // checks every name and shape first
+  step.optimizer().load_masters([&](const std::string& name, c10::IntArrayRef, int64_t offset, int64_t length) {
+    return find_tensor(weights, name)->to(torch::kFloat32).reshape({-1}).narrow(0, offset, length);
+  });
   voice.print("initial weights from " + from.string());
 }
 
 // Resume from the newest complete checkpoint (when the config change is safe), or start from
-// checkpoint.init_from's weights, or from the caller's initialisation; then every rank takes rank
-// 0's weights. Returns whether the run resumed.
+// checkpoint.init_from's weights, or from the caller's initialisation (which every rank took from
+// rank 0 when the TrainStep was built); every rank reads the same files. Returns whether the run
+// resumed.
 bool resume_or_init(const RunConfig& cfg, TrainEnv& env, TrainStep& step, Communicator& comm,
                     const torch::Device& device, const Voice& voice, TrainProgress& progress) {
   std::optional<CheckpointReader> latest;
@@ -171,14 +174,7 @@ bool resume_or_init(const RunConfig& cfg, TrainEnv& env, TrainStep& step, Commun
   if (latest) {
     resume_from(cfg, *latest, step, comm, progress, voice);
   } else if (!cfg.checkpoint.init_from.empty()) {
-    init_from(cfg, env, step.params(), voice);
-  }
-  if (comm.grouped()) {
-    torch::NoGradGuard no_grad;
-    for (const auto& [name, p] : step.params()) {
-      auto values = p.detach();  // shares p's storage
-      comm.broadcast(values);
-    }
+    init_from(cfg, env, step, voice);
   }
   return latest.has_value();
 }

@@ -9,7 +9,6 @@
 #include <torch/csrc/distributed/c10d/Work.hpp>
 
 #include "trainer/optim/lr_schedule.h"
-#include "trainer/train/autocast_scope.h"
 #include "trainer/train/cross_entropy_l2wrap.h"
 
 namespace rwkv::trainer {
@@ -21,26 +20,50 @@ double sum_over_ranks(Communicator& comm, double value, const torch::Device& dev
   return t.item<double>();
 }
 
+torch::ScalarType compute_dtype(const RunConfig& config, const torch::Device& device) {
+  const bool bf16 = config.train.precision == Precision::bf16 ||
+                    (config.train.precision == Precision::auto_ && device.is_cuda());
+  return bf16 ? torch::kBFloat16 : torch::kFloat32;
+}
+
+namespace {
+
+// Every rank starts from rank 0's parameters (before the masters are taken from them).
+NamedTensors from_rank0(NamedTensors params, Communicator& comm) {
+  if (!comm.grouped()) return params;
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, p] : params) {
+    auto values = p.detach();  // shares p's storage
+    comm.broadcast(values);
+  }
+  return params;
+}
+
+}  // namespace
+
 TrainStep::TrainStep(const RunConfig& config, NamedTensors params, StepForward forward, Communicator& comm,
                      const torch::Device& device)
-    : params_(std::move(params)),
+    : params_(from_rank0(std::move(params), comm)),
       forward_(std::move(forward)),
       segment_grad_(config.train.segment_grad),
       comm_(comm),
       device_(device),
-      bf16_(device.is_cuda() && config.train.precision != Precision::fp32),
+      dtype_(compute_dtype(config, device)),
       vocab_(config.model.vocab_size),
       l2wrap_(config.optimizer.l2wrap),
       grad_clip_(config.optimizer.grad_clip),
-      optimizer_(make_parallel_optimizer(params_, config.optimizer, comm, config.train.zero_stage,
-                                         static_cast<int64_t>(config.train.grad_bucket_mb * (1 << 20)),
-                                         config.train.overlap_grad_reduce)) {}
+      optimizer_(make_parallel_optimizer(
+          params_, config.optimizer, comm,
+          ParallelOptions{.zero_stage = config.train.zero_stage,
+                          .bucket_bytes = static_cast<int64_t>(config.train.grad_bucket_mb * (1 << 20)),
+                          .overlap_grad_reduce = config.train.overlap_grad_reduce,
+                          .compute_dtype = dtype_})) {}
 
 StepResult TrainStep::train_step(const Stage& stage, int64_t stage_step, int64_t micro_batches, const Batch& batch,
                                  const StepHooks& hooks) {
   StepResult result;
   result.lr = learning_rate(stage, stage_step);
-  drop_gradients();
+  optimizer_->drop_gradients();
   host_reads_ = 0;
   const auto asks = [&](int64_t micro) { return hooks.stop_before && hooks.stop_before(micro); };
   // With a process group the ranks agree where to stop (a signal reaches them at slightly different
@@ -65,7 +88,7 @@ StepResult TrainStep::train_step(const Stage& stage, int64_t stage_step, int64_t
     if (stop) {
       // The partial accumulation is dropped: the caller's last complete step stands, and the step
       // is redone from its first micro-batch on the same samples.
-      drop_gradients();
+      optimizer_->drop_gradients();
       result.stopped = true;
       result.host_reads = host_reads_;
       return result;
@@ -111,18 +134,15 @@ torch::Tensor TrainStep::forward_backward(const torch::Tensor& tokens, const Sta
     SegmentCallbacks callbacks{[&] { phase(StepPhase::forward); },
                                [&] {
                                  if (last) optimizer_->before_last_backward();
-                               }};
-    value = segmented_forward_backward(forward_, inputs, targets, stage.segment(), segment_grad_, bf16_, loss_of,
-                                       callbacks);
+                               },
+                               [&] { optimizer_->after_backward(); }};
+    value = segmented_forward_backward(forward_, inputs, targets, stage.segment(), segment_grad_, loss_of, callbacks);
   } else {
-    SegmentLoss loss;
-    {
-      AutocastScope autocast(bf16_);
-      loss = loss_of(forward_.fresh(inputs), targets, 1.0);
-    }
+    const SegmentLoss loss = loss_of(forward_.fresh(inputs), targets, 1.0);
     phase(StepPhase::forward);
     if (last) optimizer_->before_last_backward();
     loss.backprop.backward();
+    optimizer_->after_backward();
     value = loss.value;
   }
   phase(StepPhase::backward);
@@ -140,16 +160,12 @@ void TrainStep::update(const Stage& stage, const torch::Tensor& mean_loss, StepR
     optimizer_->clip(result.grad_norm, grad_clip_);
     optimizer_->step(result.lr, stage.lr_mult);
   }
-  drop_gradients();
+  optimizer_->drop_gradients();
 }
 
 torch::Tensor TrainStep::read_to_host(const torch::Tensor& t) {
   ++host_reads_;
   return t.to(torch::kCPU).contiguous();
-}
-
-void TrainStep::drop_gradients() {
-  for (const auto& [name, p] : params_) p.mutable_grad() = torch::Tensor();
 }
 
 }  // namespace rwkv::trainer

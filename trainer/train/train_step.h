@@ -7,9 +7,10 @@
 //                     sync over the ranks or ZeRO (trainer/dist/parallel_optimizer.h), the global
 //                     norm, the non-finite guard, clipping, and Adam at the stage's scheduled
 //                     learning rate (trainer/optim/lr_schedule.h).
-//   forward_backward  one micro-batch: the forward under bf16 autocast on CUDA
-//                     (trainer/train/autocast_scope.h; activation checkpointing is part of the
-//                     forward, trainer/train/trained_model.h), the fused cross-entropy + L2Wrap
+//   forward_backward  one micro-batch: the forward in the parameters' compute dtype (bf16
+//                     parameters with fp32 masters in the optimizer, trainer/dist/parallel_optimizer.h;
+//                     activation checkpointing is part of the forward,
+//                     trainer/train/trained_model.h), the fused cross-entropy + L2Wrap
 //                     (trainer/train/cross_entropy_l2wrap.h), backward of the loss divided by the
 //                     rank's micro-batch count — the whole sample at once, or in the stage's
 //                     segments carrying the RNN state (trainer/train/segments.h). Before the last
@@ -47,9 +48,11 @@ struct StepHooks {
   // Asked on this rank whether to stop before micro-batch `micro` (0 … micro_batches−1); the ranks
   // stop where any one asks. With a process group it is asked for micro-batch m+1 before m runs.
   std::function<bool(int64_t micro)> stop_before;
-  // After the last backward, before the sync and the guard, with this rank's accumulated
-  // gradients (tests inject non-finite values here). With several ranks and overlapped gradient
-  // reduction the buckets are already packed, so a change only reaches a one-process run.
+  // After the last backward, before the sync and the guard, with the module's parameters, whose
+  // .grad holds this rank's accumulated gradients when they train in fp32 under ZeRO stage 0/1
+  // (tests inject non-finite values there; bf16 sums and stage 2's shards live in the optimizer).
+  // With several ranks and overlapped gradient reduction the buckets are already packed, so a
+  // change only reaches a one-process run.
   std::function<void(const NamedTensors& params)> after_backward;
   // Timing (trainer/bench): called at each StepPhase boundary.
   std::function<void(StepPhase)> phase;
@@ -67,16 +70,21 @@ struct StepResult {
 // The sum over ranks of one number per rank (through a tensor on `device`: NCCL needs CUDA).
 double sum_over_ranks(Communicator& comm, double value, const torch::Device& device);
 
+// The dtype the module's parameters train in: train.precision bf16, or auto on CUDA, gives bf16
+// (the fp32 masters stay in the optimizer); fp32, or auto on the CPU, gives fp32.
+torch::ScalarType compute_dtype(const RunConfig& config, const torch::Device& device);
+
 class TrainStep {
  public:
   // This rank's rows of micro-batch `micro` of the step: (micro_batch, ctx_len + 1) tokens (any
   // integer dtype, any device: moved to the run's device as int64).
   using Batch = std::function<torch::Tensor(int64_t micro)>;
 
-  // `params`: the model's fp32 master weights in the same order on every rank; `forward` runs
-  // the model (from_state only for segments). The optimizer follows config.optimizer and
-  // train.zero_stage / grad_bucket_mb / overlap_grad_reduce; bf16 autocast is on when `device` is
-  // CUDA and train.precision is not fp32.
+  // `params`: the model's parameters (fp32, or already in compute_dtype(config, device) as
+  // build_trained_model makes them), in the same order on every rank; `forward` runs the model
+  // (from_state only for segments). Collective: every rank takes rank 0's parameters, the
+  // optimizer (config.optimizer, train.zero_stage / grad_bucket_mb / overlap_grad_reduce) takes
+  // its fp32 masters from them, and they are converted to the compute dtype.
   TrainStep(const RunConfig& config, NamedTensors params, StepForward forward, Communicator& comm,
             const torch::Device& device);
 
@@ -90,14 +98,14 @@ class TrainStep {
                           const StepHooks& hooks);
 
   ParallelOptimizer& optimizer() { return *optimizer_; }
-  bool bf16_autocast() const { return bf16_; }
+  torch::ScalarType dtype() const { return dtype_; }
+  // The module's parameters (in dtype(); the fp32 masters are the optimizer's).
   const NamedTensors& params() const { return params_; }
 
  private:
   // The norm, the one read of it and of `mean_loss` (0-dim fp64 on the device, averaged over the
   // ranks), the non-finite guard, clipping and Adam, after the gradients were reduced.
   void update(const Stage& stage, const torch::Tensor& mean_loss, StepResult& result);
-  void drop_gradients();
   // Every device-to-host read of a step goes through here, counted in host_reads_.
   torch::Tensor read_to_host(const torch::Tensor& t);
 
@@ -106,7 +114,7 @@ class TrainStep {
   SegmentGrad segment_grad_;
   Communicator& comm_;
   torch::Device device_;
-  bool bf16_;
+  torch::ScalarType dtype_;
   int64_t vocab_;
   double l2wrap_, grad_clip_;
   std::unique_ptr<ParallelOptimizer> optimizer_;

@@ -3,12 +3,15 @@
 #include "rwkv/block_recompute.h"
 #include "rwkv/init.h"
 #include "rwkv/rnn.h"
+#include "trainer/train/train_step.h"
 
 namespace rwkv::trainer {
 
 TrainedModel build_trained_model(const RunConfig& config, const torch::Device& device) {
   TrainedModel out;
-  out.model = RWKV(config.model, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  // Built in the dtype it trains in: a bf16 model never exists in fp32 whole on the device (the
+  // optimizer takes the fp32 masters from it, sharded: trainer/dist/parallel_optimizer.h).
+  out.model = RWKV(config.model, torch::TensorOptions().dtype(compute_dtype(config, device)).device(device));
   init_weights(out.model, InitOptions{.seed = config.train.seed, .emb_scale = config.optimizer.lr_init});
   const bool recompute = config.train.activation_checkpointing;
   out.forward.fresh = [model = out.model, recompute](const torch::Tensor& tokens) mutable {

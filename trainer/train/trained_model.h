@@ -1,6 +1,7 @@
 #pragma once
 // The model a run trains, built one way for `rwkv train`, `rwkv bench train` and the tests: the
-// RWKV of config.model as fp32 master weights on the run's device, initialised as
+// RWKV of config.model in its compute dtype (trainer/train/train_step.h compute_dtype: bf16
+// parameters whose fp32 masters the optimizer keeps, or fp32) on the run's device, initialised as
 // rwkv/README.md "Initialisation" says (rwkv/init.h, seed train.seed, embedding scale
 // optimizer.lr_init), and its training forward, which recomputes each block in backward when
 // train.activation_checkpointing is on (rwkv/block_recompute.h).

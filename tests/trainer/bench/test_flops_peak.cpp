@@ -103,3 +103,13 @@ TEST_CASE("GEMM rate: the measurement of a tiny model's products is positive and
   CHECK(std::isfinite(p.tflops));
   CHECK_THAT(p.source, Catch::StartsWith("measured:"));
 }
+
+TEST_CASE("copy bandwidth: the measurement is positive, finite and ordered", "[bench]") {
+  const rwkv::trainer::Bandwidth b = rwkv::trainer::measure_copy_bandwidth(1 << 20, torch::Device(torch::kCPU), 3, 1);
+  CHECK(b.runs == 3);
+  CHECK(std::isfinite(b.max_gbs));
+  CHECK(b.min_gbs > 0);
+  CHECK(b.min_gbs <= b.median_gbs);
+  CHECK(b.median_gbs <= b.max_gbs);
+  CHECK_THROWS(rwkv::trainer::measure_copy_bandwidth(0, torch::Device(torch::kCPU)));
+}

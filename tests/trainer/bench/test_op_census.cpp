@@ -57,7 +57,7 @@ TEST_CASE("census: one block's GEMMs, forward and backward, as the shapes say, a
   config.n_embd = 8;
   config.vocab_size = 16;
   const int64_t B = 2, T = 5, D = 8, F = 4 * D, N = B * T;
-  const rwkv::bench::BlockCensus c = rwkv::bench::census_block(config, B, T, /*bf16_autocast=*/false);
+  const rwkv::bench::BlockCensus c = rwkv::bench::census_block(config, B, T, torch::kFloat32);
   // Seven Linear layers: att key, value, receptance (D → D), output (D → D); ffn key (D → F),
   // receptance (D → D), value (F → D). Each forward mm touches input, weight and output.
   const auto mm = [&](int64_t in, int64_t out) { return 4 * (N * in + out * in + N * out); };

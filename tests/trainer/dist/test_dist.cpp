@@ -80,7 +80,8 @@ TEST_CASE("dist worker: collectives and gradient averaging", "[.dist-worker]") {
                                     torch::zeros({2, 2}, torch::requires_grad())};
   params[0].mutable_grad() = torch::randn({7, 3});
   params[1].mutable_grad() = torch::randn({11});
-  rwkv::GradientSync sync(params, comm, 32);
+  rwkv::GradStore store(params, rwkv::GradStore::Mode::autograd);
+  rwkv::GradientSync sync(store, comm, 32);
   REQUIRE(sync.bucket_count() >= 2);
   sync.average();
   // The expected average, from every rank's seed, computed independently here.
@@ -104,7 +105,8 @@ TEST_CASE("dist worker: collectives and gradient averaging", "[.dist-worker]") {
     std::vector<torch::Tensor> w;
     for (int k = 0; k < 4; ++k) w.push_back(torch::randn({6, 6}).requires_grad_());
     std::vector<torch::Tensor> ordered{w[0], w[3], w[1], w[2]};  // w[3] is U
-    rwkv::GradientSync s(ordered, comm, 64, overlap);
+    rwkv::GradStore store(ordered, rwkv::GradStore::Mode::autograd);
+    rwkv::GradientSync s(store, comm, 64, overlap);
     REQUIRE(s.bucket_count() == 4);
     for (int micro = 0; micro < 2; ++micro) {
       torch::manual_seed(500 + 10 * r + micro);  // each rank's own data

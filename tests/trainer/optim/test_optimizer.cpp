@@ -106,6 +106,13 @@ TEST_CASE("the multi-tensor fused AdamW group (the CUDA path) equals the formula
   }
 }
 
+// The parameters' .grad, in order: what Adam::step takes for fp32 training.
+std::vector<torch::Tensor> grads_of(const rwkv::NamedTensors& params) {
+  std::vector<torch::Tensor> out;
+  for (const auto& [name, p] : params) out.push_back(p.grad());
+  return out;
+}
+
 TEST_CASE("Adam on CUDA (fused groups by learning rate) equals Adam on the CPU", "[optim][cuda]") {
   RWKV_REQUIRE_CUDA_OR_SKIP();
   torch::manual_seed(13);
@@ -127,8 +134,8 @@ TEST_CASE("Adam on CUDA (fused groups by learning rate) equals Adam on the CPU",
       cpu[i].tensor.mutable_grad() = g;
       gpu[i].tensor.mutable_grad() = g.cuda();
     }
-    on_cpu.step(1e-2, mult);
-    on_gpu.step(1e-2, mult);
+    on_cpu.step(1e-2, mult, grads_of(cpu));
+    on_gpu.step(1e-2, mult, grads_of(gpu));
   }
   for (size_t i = 0; i < names.size(); ++i) {
     INFO(names[i]);
@@ -159,7 +166,7 @@ TEST_CASE("Adam equals torch::optim::Adam/AdamW step for step, per-group lr, dec
     for (auto* p : {&w, &d, &rw, &rd}) p->mutable_grad() = torch::Tensor();
     (torch::matmul(w, x * d).pow(2).sum()).backward();
     (torch::matmul(rw, x * rd).pow(2).sum()).backward();
-    ours.step(1e-2, {{"time_decay", 2}});
+    ours.step(1e-2, {{"time_decay", 2}}, {w.grad(), d.grad()});
     ref.step();
   }
   CHECK(ours.steps() == 5);
@@ -171,14 +178,15 @@ TEST_CASE("global gradient norm and clipping at 1.0", "[optim]") {
   auto a = torch::zeros({3}).requires_grad_(), b = torch::zeros({2, 2}).requires_grad_();
   a.mutable_grad() = torch::tensor({3.0f, 0.0f, 0.0f});
   b.mutable_grad() = torch::tensor({{0.0f, 4.0f}, {0.0f, 0.0f}});
-  const rwkv::NamedTensors p{{"a", a}, {"b", b}};
-  const double n = global_grad_norm(p).item<double>();
+  const std::vector<torch::Tensor> p{a.grad(), b.grad()};
+  const double n = global_grad_norm(p, torch::kCPU).item<double>();
   CHECK(n == Approx(5.0));
   clip_gradients(p, n, 1.0);
-  CHECK(global_grad_norm(p).item<double>() == Approx(1.0).epsilon(1e-5));
+  CHECK(global_grad_norm(p, torch::kCPU).item<double>() == Approx(1.0).epsilon(1e-5));
   CHECK(a.grad()[0].item<float>() == Approx(0.6).epsilon(1e-5));
   clip_gradients(p, 0.5, 1.0);  // below the limit: untouched
   CHECK(a.grad()[0].item<float>() == Approx(0.6).epsilon(1e-5));
   b.mutable_grad()[0][0] = std::nanf("");
-  CHECK(std::isnan(global_grad_norm(p).item<double>()));
+  CHECK(std::isnan(global_grad_norm(p, torch::kCPU).item<double>()));
+  CHECK(global_grad_norm({}, torch::kCPU).item<double>() == 0.0);
 }
