@@ -1,5 +1,6 @@
 #include "rwkv/channel_mix.h"
 
+#include "rwkv/gates.h"
 #include "rwkv/token_shift.h"
 
 namespace rwkv {
@@ -16,10 +17,10 @@ ChannelMixImpl::ChannelMixImpl(const ModelConfig& config, const torch::TensorOpt
 torch::Tensor ChannelMixImpl::forward(const torch::Tensor& x, ChannelMixState* state) {
   const std::vector<torch::Tensor> mixed =
       token_shift_mix(x, state ? state->prev_x : torch::Tensor(), {time_mix_k, time_mix_r});
-  const torch::Tensor k = torch::relu(key(mixed[0])).square();
+  const torch::Tensor k = relu_square(key(mixed[0]));
   const torch::Tensor r = receptance(mixed[1]);
   if (state) state->prev_x = x.select(1, x.size(1) - 1).contiguous();
-  return torch::sigmoid(r) * value(k);
+  return sigmoid_gate(r, value(k));
 }
 
 }  // namespace rwkv

@@ -1,5 +1,6 @@
 #include "rwkv/time_mix.h"
 
+#include "rwkv/gates.h"
 #include "rwkv/token_shift.h"
 
 namespace rwkv {
@@ -29,7 +30,7 @@ torch::Tensor TimeMixImpl::forward(const torch::Tensor& x, TimeMixState* state) 
     state->prev_x = x.select(1, x.size(1) - 1).contiguous();
     state->wkv = std::move(wkv_out.state);
   }
-  return output(torch::sigmoid(r) * wkv_out.y);
+  return output(sigmoid_gate(r, wkv_out.y));
 }
 
 }  // namespace rwkv

@@ -30,10 +30,11 @@ int64_t block_activation_elems_per_token(const ModelConfig& m) {
   // ln1 and ln2 keep their inputs (the residual stream).
   const int64_t norms = 2 * D;
   // TimeMix: the normed x and its shift (for the μ gradients), the three mixes (inputs of key,
-  // value, receptance), k and v (WKV inputs), WKV's y, sigmoid(r), and the input of `output`.
+  // value, receptance), k and v (WKV inputs), WKV's y and r (the fused gate's inputs; it recomputes
+  // sigmoid(r)), and the input of `output`.
   const int64_t att = 2 * D + 3 * D + 2 * A + A + A + A;
-  // ChannelMix: x and its shift, the two mixes, relu(k) (relu and square share it), relu(k)² (input
-  // of `value`), sigmoid(r) and value(·) (both operands of the product).
+  // ChannelMix: x and its shift, the two mixes, k (the fused relu²'s input), relu(k)² (input of
+  // `value`), r and value(·) (the fused gate's inputs).
   const int64_t ffn = 2 * D + 2 * D + F + F + D + D;
   return norms + att + ffn;
 }

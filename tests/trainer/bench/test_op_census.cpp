@@ -51,7 +51,7 @@ TEST_CASE("census: a known operator sequence gives the hand count", "[bench]") {
   CHECK_THROWS(OpCensusRecorder());
 }
 
-TEST_CASE("census: one block's GEMMs, forward and backward, as the shapes say", "[bench]") {
+TEST_CASE("census: one block's GEMMs, forward and backward, as the shapes say, and its own kernels", "[bench]") {
   rwkv::ModelConfig config;
   config.n_layer = 2;
   config.n_embd = 8;
@@ -70,4 +70,11 @@ TEST_CASE("census: one block's GEMMs, forward and backward, as the shapes say", 
   // The WKV kernels are counted once each.
   CHECK(c.forward.by_op.at("rwkv::wkv_forward").launches == 1);
   CHECK(c.backward.by_op.at("rwkv::wkv_backward").launches == 1);
+  // So are the fused gates (TimeMix's and ChannelMix's) and relu² (rwkv/gates.h): no ATen sigmoid,
+  // relu or square is left.
+  CHECK(c.forward.by_op.at("rwkv::gate_forward").launches == 2);
+  CHECK(c.backward.by_op.at("rwkv::gate_backward").launches == 2);
+  CHECK(c.forward.by_op.at("rwkv::relu_square_forward").launches == 1);
+  CHECK(c.backward.by_op.at("rwkv::relu_square_backward").launches == 1);
+  for (const char* op : {"aten::sigmoid", "aten::clamp_min", "aten::pow"}) CHECK(c.forward.by_op.count(op) == 0);
 }
