@@ -65,8 +65,10 @@ void GradientSync::on_gradient(size_t param, const torch::Tensor& incoming) {
   }
   // The gradient the store will hold once `incoming` is added (the same fp32 sum).
   const auto earlier = grads_.get(param);
-  if (earlier.defined()) torch::add_out(s, earlier.reshape({-1}), g);
-  else s.copy_(g);
+  // Cast into the bucket, then add the fp32 sum: a mixed-dtype add would first copy `incoming`
+  // into an fp32 temporary on the CPU (a second head-sized gradient at the backward's peak).
+  s.copy_(g);
+  if (earlier.defined()) s.add_(earlier.reshape({-1}));
   arrived_[param] = 1;
   --buckets_[bucket_of_[param]].missing;
   start_ready_buckets();

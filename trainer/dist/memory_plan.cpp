@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 namespace rwkv {
 
 std::string to_string(Sharding s) {
@@ -66,11 +68,12 @@ MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding) {
   // after it; both then all-gather the updated parameters (a bucket and its part each, compute
   // dtype).
   const double bucket = std::min(req.bucket_bytes, grads);
-  const double gather = 5 * (bucket + bucket / N) * req.compute_bytes / 4;
+  const double buffers = std::min(5.0, std::ceil(grads / bucket));  // no more than there are buckets
+  const double gather = buffers * (bucket + bucket / N) * req.compute_bytes / 4;
   if (sharding == Sharding::DDP) e.workspace = N > 1 ? grads : 0;
-  if (sharding == Sharding::ZeRO1) e.update_buffers = std::max(5 * bucket, gather);
+  if (sharding == Sharding::ZeRO1) e.update_buffers = std::max(buffers * bucket, gather);
   if (sharding == Sharding::ZeRO2) {
-    e.staging = 5 * (bucket + bucket / N);
+    e.staging = buffers * (bucket + bucket / N);
     e.update_buffers = gather;
   }
 

@@ -1,20 +1,14 @@
 // `rwkv bench memory` (trainer/bench/bench_memory.cpp) on 2 Gloo ranks under torchrun: each
 // rank's tensor memory per category of a real training step (the counting allocator), next to
-// `rwkv plan`'s estimate (trainer/dist/memory_plan.h). Asserted within ±15% of the plan: the
-// categories where the fp32 implementation and the plan agree today —
-//   weights  (the module's fp32 parameters) under ZeRO-0, 1 and 2;
-//   grads    (autograd's whole fp32 .grad) under ZeRO-0 and 1.
-// Not asserted, because they disagree today (issue 14 items 1-3; the figures measured with a
-// 72M-parameter model are in README.md "Memory per rank, measured against the plan"):
-//   optimizer  1.5x master + adam: ZeRO-0 keeps a persistent fp32 copy of every gradient in its
-//              all-reduce buckets (trainer/dist/grad_sync.h), ZeRO-1/2 a persistent fp32
-//              gradient shard, neither in the plan;
-//   grads under ZeRO-2: autograd still accumulates whole gradients (the plan has 1/N);
-//   forward, act+head, peak: the plan's head is three V-wide buffers per token (logits, fp32
-//              log-softmax, its gradient: the unfused loss), the fused loss keeps two; and from
-//              the second micro-batch on, each parameter's incoming gradient (the V x D head and
-//              embedding ones the largest) exists before it is added to .grad, which the plan
-//              does not count.
+// `rwkv plan`'s estimate (trainer/dist/memory_plan.h), in fp32 and with bf16 parameters, under
+// ZeRO-0, 1 and 2. Asserted within ±15% of the plan: every category the plan has a term for —
+//   weights    the module's parameters (4 or 2 bytes each);
+//   optimizer  fp32 masters and Adam moments with what stays between steps (DDP's buckets, the
+//              ZeRO gradient shard);
+//   grads      the whole fp32 sums a backward leaves (DDP, ZeRO-1); under ZeRO-2 nothing lasting;
+//   forward; and optimizer, act+head and peak except under ZeRO-2, whose kept and staging
+//   buffers exceed the plan's count (open, issue 14 notes).
+// The 72M-parameter figures on 2 and 4 ranks are in README.md.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -24,35 +18,50 @@
 #include "tests/support/test_util.h"
 #include "trainer/dist/memory_plan.h"
 
-TEST_CASE("bench memory on 2 Gloo ranks: weights and gradients as the plan has them", "[dist]") {
+TEST_CASE("bench memory on 2 Gloo ranks: every category within 15% of the plan, fp32 and bf16, ZeRO-0/1/2", "[dist]") {
   rwkv::test::TempDir dir("rwkv-bench-memory");
   const std::string model = (dir / "model.yaml").string();
   std::ofstream(model) << "model: {n_layer: 2, n_embd: 64, vocab_size: 512}\n";
   const double params = rwkv::planned_parameter_count({.n_layer = 2, .n_embd = 64, .vocab_size = 512});
-  for (int zero : {0, 1, 2}) {
-    INFO("ZeRO-" << zero);
-    const std::string json = (dir / fmt::format("z{}.json", zero)).string();
-    std::string out;
-    const int rc = rwkv::test::run(
-        fmt::format("OMP_NUM_THREADS=1 {} --standalone --no-python --nproc-per-node 2 {} bench memory {} --micro-batch 2 "
-                    "--ctx 32 --zero-stage {} --set train.threads=1 --json {} 2>&1",
-                    (rwkv::test::source_dir() / ".venv/bin/torchrun").string(), rwkv::test::rwkv_binary().string(),
-                    model, zero, json),
-        &out);
-    INFO(out);
-    REQUIRE(rc == 0);
-    CHECK_THAT(out, Catch::Contains("2 rank(s) (Gloo)"));
-    const auto j = nlohmann::json::parse(rwkv::test::slurp(json));
-    REQUIRE(j.at("measured").size() == 2);
-    const auto& plan = j.at("planned");
-    for (const auto& rank : j.at("measured")) {
-      INFO(rank.dump());
-      // Independently of the plan: the module's parameters are fp32, 4 bytes each.
-      CHECK(rank.at("weights").get<double>() == 4 * params);
-      // Every figure is something: a step allocates gradients, activations and state.
-      for (const char* k : {"optimizer", "grads", "forward", "act+head", "peak"}) CHECK(rank.at(k).get<double>() > 0);
-      CHECK(rank.at("weights").get<double>() / plan.at("weights").get<double>() == Approx(1).margin(0.15));
-      if (zero < 2) CHECK(rank.at("grads").get<double>() / plan.at("grads").get<double>() == Approx(1).margin(0.15));
+  for (const std::string precision : {"fp32", "bf16"}) {
+    for (int zero : {0, 1, 2}) {
+      INFO(precision << ", ZeRO-" << zero);
+      const std::string json = (dir / fmt::format("{}-z{}.json", precision, zero)).string();
+      std::string out;
+      const int rc = rwkv::test::run(
+          fmt::format("OMP_NUM_THREADS=1 {} --standalone --no-python --nproc-per-node 2 {} bench memory {} "
+                      "--micro-batch 2 --ctx 32 --zero-stage {} --set train.threads=1 --set train.precision={} "
+                      "--set train.grad_bucket_mb=0.05 "
+                      "--json {} 2>&1",
+                      (rwkv::test::source_dir() / ".venv/bin/torchrun").string(), rwkv::test::rwkv_binary().string(),
+                      model, zero, precision, json),
+          &out);
+      INFO(out);
+      REQUIRE(rc == 0);
+      CHECK_THAT(out, Catch::Contains("2 rank(s) (Gloo)"));
+      const auto j = nlohmann::json::parse(rwkv::test::slurp(json));
+      REQUIRE(j.at("measured").size() == 2);
+      const auto& plan = j.at("planned");
+      for (const auto& rank : j.at("measured")) {
+        INFO(rank.dump());
+        // Independently of the plan: the module's parameters, 4 or 2 bytes each.
+        CHECK(rank.at("weights").get<double>() == (precision == "fp32" ? 4 : 2) * params);
+        for (const char* k : {"weights", "forward"}) {
+          INFO(k);
+          CHECK(rank.at(k).get<double>() / plan.at(k).get<double>() == Approx(1).margin(0.15));
+        }
+        // ZeRO-2 keeps buffers between steps and during backward that the plan does not count yet
+        // (README.md: 1.2-1.4x on act+head at 72M parameters, and 2x the optimizer's kept bytes
+        // on this small model): not asserted there.
+        if (zero < 2)
+          for (const char* k : {"optimizer", "act+head", "peak"}) {
+            INFO(k);
+            CHECK(rank.at(k).get<double>() / plan.at(k).get<double>() == Approx(1).margin(0.15));
+          }
+        if (zero < 2) CHECK(rank.at("grads").get<double>() / plan.at("grads").get<double>() == Approx(1).margin(0.15));
+        // ZeRO-2: no gradient of the whole model outlives a backward (less than a tenth of one).
+        if (zero == 2) CHECK(rank.at("grads").get<double>() < 0.1 * 4 * params);
+      }
     }
   }
 }
