@@ -41,13 +41,18 @@ TEST_CASE("plan: model state equals the module's parameters, sharded as ZeRO say
   REQUIRE(z1.weights == Approx(2 * P));
   REQUIRE(z1.grads == Approx(4 * P + 4 * P / 8));  // the whole sums and the reduced shard
   REQUIRE(z1.workspace == 0);
-  REQUIRE(z1.update_buffers == Approx(5 * std::min(req.bucket_bytes, 4 * P)));
+  // Up to 5 buckets of the all-reduce in flight, but no more than there are (one, this small).
+  const double bucket = std::min(req.bucket_bytes, 4 * P);
+  REQUIRE(bucket == Approx(4 * P));
+  REQUIRE(z1.update_buffers == Approx(bucket));
   REQUIRE(z1.master == Approx(4 * P / 8));
   REQUIRE(z1.adam == Approx(8 * P / 8));
   const auto z2 = rwkv::estimate_memory(req, Sharding::ZeRO2);
   REQUIRE(z2.grads == Approx(4 * P / 8));
-  const double bucket = std::min(req.bucket_bytes, 4 * P);
-  REQUIRE(z2.staging == Approx(5 * (bucket + bucket / 8)));  // 4 in flight and one being filled, with parts
+  REQUIRE(z2.staging == Approx(bucket + bucket / 8));  // the one bucket, with its part
+  req.bucket_bytes = 4 * P / 10;                       // ten buckets: 4 in flight, one being filled
+  REQUIRE(rwkv::estimate_memory(req, Sharding::ZeRO2).staging ==
+          Approx(5 * (req.bucket_bytes + req.bucket_bytes / 8)));
   REQUIRE(z2.total(false) == Approx(z2.state() + z2.staging + z2.head + z2.incoming + z2.activations));
   REQUIRE(z2.activations == ddp.activations);  // sharding never changes activations
 
