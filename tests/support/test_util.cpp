@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <array>
 #include <cstdio>
 #include <fstream>
@@ -39,6 +41,24 @@ std::filesystem::path prep_byte_corpus(const std::filesystem::path& dir, const s
   INFO(command << "\n" << out);
   REQUIRE(run(command, &out) == 0);
   return dir / "tok";
+}
+
+std::string write_tiny_run(const std::filesystem::path& dir, const std::filesystem::path& run_dir,
+                           int checkpoint_every, const std::string& train_extra) {
+  std::string text;
+  for (int i = 0; i < 800; ++i) text += fmt::format("the quick brown fox {} jumps over the lazy dog.\n", i % 17);
+  prep_byte_corpus(dir, text);
+  std::ofstream(dir / "run.yaml") << fmt::format(R"(model: {{n_layer: 1, n_embd: 32, vocab_size: 256}}
+data: {{path: "{}", ctx_len: 16}}
+train: {{run_dir: "{}", micro_batch: 2, epoch_samples: 40, epoch_count: 1000, device: cpu, threads: 1{}}}
+optimizer: {{lr_init: 1.0e-3}}
+checkpoint: {{every_steps: {}}}
+log: {{every_steps: 1}}
+sample: {{length: 0}}
+)",
+                                                 (dir / "tok").string(), run_dir.string(), train_extra,
+                                                 checkpoint_every);
+  return (dir / "run.yaml").string();
 }
 
 int run(const std::string& command, std::string* output) {

@@ -49,6 +49,13 @@ int run(const std::string& command, std::string* output = nullptr);
 // prefix <dir>/tok, which it returns; fails the test when prep fails.
 std::filesystem::path prep_byte_corpus(const std::filesystem::path& dir, const std::string& text);
 
+// The CLI tests' tiny run: 800 lines of pangram as a byte corpus at <dir>/tok (prep_byte_corpus)
+// and <dir>/run.yaml, a 1-layer D=32 model on it whose run goes to `run_dir`, a checkpoint every
+// `checkpoint_every` steps, a log line every step, no sample; `train_extra` (", key: value" …)
+// is appended to the train section. Returns the config's path.
+std::string write_tiny_run(const std::filesystem::path& dir, const std::filesystem::path& run_dir,
+                           int checkpoint_every, const std::string& train_extra = "");
+
 // A fresh empty directory under the system temp dir, removed when the object dies.
 class TempDir {
  public:

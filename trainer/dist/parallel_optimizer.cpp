@@ -308,19 +308,10 @@ class ShardedAdam : public ParallelOptimizer {
       ++r;
       exp_avg.narrow(0, at, n).copy_(exp_avg_.narrow(0, b.shard_offset, n));
       exp_avg_sq.narrow(0, at, n).copy_(exp_avg_sq_.narrow(0, b.shard_offset, n));
+      if (master_.defined()) weights.narrow(0, at, n).copy_(master_.narrow(0, b.shard_offset, n));
       at += n;
     }
-    if (master_.defined()) {
-      at = 0;
-      for (const auto& b : buckets_) {
-        const int64_t n = std::min(b.part, b.start + b.length - (b.start + comm_.rank() * b.part));
-        if (n <= 0) continue;
-        weights.narrow(0, at, n).copy_(master_.narrow(0, b.shard_offset, n));
-        at += n;
-      }
-    } else {
-      copy_flat_ranges(tensors_of(params_), ranges_, weights);
-    }
+    if (!master_.defined()) copy_flat_ranges(tensors_of(params_), ranges_, weights);  // fp32: the parameters
   }
 
   void load_state(const SliceReader& read, int64_t steps) override {

@@ -22,22 +22,7 @@ namespace {
 std::string bin() { return rwkv::test::rwkv_binary().string(); }
 
 // A byte-tokenized corpus at <dir>/tok and a tiny-model config writing to <dir>/run.
-std::string prepare(const fs::path& dir) {
-  std::string text;
-  for (int i = 0; i < 800; ++i) text += fmt::format("the quick brown fox {} jumps over the lazy dog.\n", i % 17);
-  rwkv::test::prep_byte_corpus(dir, text);
-  std::ofstream cfg(dir / "run.yaml");
-  cfg << fmt::format(R"(model: {{n_layer: 1, n_embd: 32, vocab_size: 256}}
-data: {{path: "{}", ctx_len: 16}}
-train: {{run_dir: "{}", micro_batch: 2, epoch_samples: 40, epoch_count: 1000, device: cpu, threads: 1, seed: 1}}
-optimizer: {{lr_init: 1.0e-3}}
-checkpoint: {{every_steps: 1000}}
-log: {{every_steps: 1}}
-sample: {{length: 0}}
-)",
-                     (dir / "tok").string(), (dir / "run").string());
-  return (dir / "run.yaml").string();
-}
+std::string prepare(const fs::path& dir) { return rwkv::test::write_tiny_run(dir, dir / "run", 1000, ", seed: 1"); }
 
 // `rwkv train CONFIG ARGS` (stdout and stderr together); the exit status in *rc.
 std::string train(const std::string& cfg, const std::string& args, int* rc) {

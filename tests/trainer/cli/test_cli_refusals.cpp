@@ -28,20 +28,7 @@ std::string bin() { return rwkv::test::rwkv_binary().string(); }
 
 // A byte-tokenized corpus at <dir>/tok and a tiny-model config whose run goes to `run_dir`.
 std::string prepare(const fs::path& dir, const fs::path& run_dir, const std::string& extra = "") {
-  std::string text;
-  for (int i = 0; i < 800; ++i) text += fmt::format("the quick brown fox {} jumps over the lazy dog.\n", i % 17);
-  rwkv::test::prep_byte_corpus(dir, text);
-  std::ofstream cfg(dir / "run.yaml");
-  cfg << fmt::format(R"(model: {{n_layer: 1, n_embd: 32, vocab_size: 256}}
-data: {{path: "{}", ctx_len: 16}}
-train: {{run_dir: "{}", micro_batch: 2, epoch_samples: 40, epoch_count: 1000, device: cpu, threads: 1{}}}
-optimizer: {{lr_init: 1.0e-3}}
-checkpoint: {{every_steps: 2}}
-log: {{every_steps: 1}}
-sample: {{length: 0}}
-)",
-                     (dir / "tok").string(), run_dir.string(), extra);
-  return (dir / "run.yaml").string();
+  return rwkv::test::write_tiny_run(dir, run_dir, 2, extra);
 }
 
 // Every file under `root` with its content, to show that nothing changed.

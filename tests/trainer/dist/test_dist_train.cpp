@@ -527,14 +527,7 @@ TEST_CASE("bf16 runs resume bit-exactly, on one process and on 2 ranks under ZeR
     REQUIRE(f.losses(split) == f.losses(whole));
     const auto a = f.last_checkpoint(split), b = f.last_checkpoint(whole);
     REQUIRE(a.progress == b.progress);
-    for (const auto& [name, w] : b.weights) {
-      INFO(name);
-      REQUIRE(torch::equal(rwkv::test::tensor_named(a.weights, name), w));
-    }
-    for (const auto& [name, m] : b.optimizer) {
-      INFO(name);
-      REQUIRE(torch::equal(rwkv::test::tensor_named(a.optimizer, name), m));
-    }
+    require_identical_state(a, b);
   }
 }
 
