@@ -49,6 +49,35 @@ void finish(const c10::intrusive_ptr<c10d::Work>& work, const char* what, const 
         env.rank, env.world_size, what, std::chrono::duration<double>(timeout).count(), error));
 }
 
+// Gloo's worker thread lets go of a work (and of the tensors it holds) only just after waking its
+// waiter. Waiting for that, for a handle its caller holds alone, makes a collective's buffers free
+// when wait() returns, so the next bucket does not meet them (the memory `rwkv plan` counts;
+// trainer/bench/bench_memory.cpp measures it). Bounded, in case someone else keeps the handle.
+void let_go(const c10::intrusive_ptr<c10d::Work>& work) {
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (work.use_count() > 1 && std::chrono::steady_clock::now() < limit) std::this_thread::yield();
+}
+
+// A reduce-scatter finished from an all-reduce of its input: wait() waits for the all-reduce, then
+// copies part `rank` of the sum into `out`.
+class PartOfAllReduce : public c10d::Work {
+ public:
+  PartOfAllReduce(c10::intrusive_ptr<c10d::Work> all_reduce, torch::Tensor in, torch::Tensor out, int rank, int world)
+      : all_reduce_(std::move(all_reduce)), in_(std::move(in)), out_(std::move(out)), rank_(rank), world_(world) {}
+  bool wait(std::chrono::milliseconds timeout) override {
+    if (!all_reduce_->wait(timeout)) return false;
+    let_go(all_reduce_);
+    const int64_t part = in_.numel() / world_;
+    out_.copy_(in_.view({-1}).narrow(0, rank_ * part, part).view_as(out_));
+    return true;
+  }
+
+ private:
+  c10::intrusive_ptr<c10d::Work> all_reduce_;
+  torch::Tensor in_, out_;
+  int rank_, world_;
+};
+
 }  // namespace
 
 Communicator::Communicator(const DistEnv& env, const torch::Device& device,
@@ -82,6 +111,7 @@ Communicator::Communicator(const DistEnv& env, const torch::Device& device,
     auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, env_.rank, env_.world_size, o);
     gloo->setTimeout(timeout_);
     backend_ = gloo;
+    is_gloo_ = true;
   }
 }
 
@@ -104,7 +134,9 @@ c10::intrusive_ptr<c10d::Work> Communicator::start_all_reduce_sum(torch::Tensor&
 }
 
 void Communicator::wait(const c10::intrusive_ptr<c10d::Work>& work) {
-  if (work) finish(work, "collective", env_, timeout_);
+  if (!work) return;
+  finish(work, "collective", env_, timeout_);
+  if (is_gloo_) let_go(work);
 }
 
 void Communicator::broadcast(torch::Tensor& tensor, int root) {
@@ -116,22 +148,26 @@ void Communicator::broadcast(torch::Tensor& tensor, int root) {
 }
 
 void Communicator::all_gather(torch::Tensor& out, const torch::Tensor& in) {
-  torch::Tensor input = in;
-  if (const auto work = start_all_gather(out, input)) finish(work, "all_gather", env_, timeout_);
+  const int64_t n = in.numel();
+  out.view({-1}).narrow(0, rank() * n, n).copy_(in.reshape({-1}));
+  if (const auto work = start_all_gather_in_place(out)) finish(work, "all_gather", env_, timeout_);
 }
 
-c10::intrusive_ptr<c10d::Work> Communicator::start_all_gather(torch::Tensor& out, torch::Tensor& in) {
-  if (!backend_) {
-    out.copy_(in.view_as(out));
-    return {};
+c10::intrusive_ptr<c10d::Work> Communicator::start_all_gather_in_place(torch::Tensor& all) {
+  if (!backend_) return {};
+  auto flat = all.view({-1});
+  const int64_t n = flat.numel() / world_size(), mine = rank() * n;
+  if (!is_gloo_) {
+    // NCCL gathers in place when the input is the output's own part (as FSDP2 does).
+    auto own = flat.narrow(0, mine, n);
+    return backend_->_allgather_base(flat, own);
   }
-  // The flat-tensor form (no list of per-rank views to copy through): Gloo and NCCL both have it.
-  return backend_->_allgather_base(out, in);
-}
-
-void Communicator::reduce_scatter_sum(torch::Tensor& out, const torch::Tensor& in) {
-  torch::Tensor input = in;
-  if (const auto work = start_reduce_scatter_sum(out, input)) finish(work, "reduce_scatter", env_, timeout_);
+  // Gloo's all-gather gathers into a temporary of the whole output and copies it over: a second
+  // bucket per collective. The other parts zeroed and summed in place give the same values with
+  // none (x + 0 = x exactly; only a -0.0 would come back as +0.0).
+  flat.narrow(0, 0, mine).zero_();
+  flat.narrow(0, mine + n, flat.numel() - mine - n).zero_();
+  return start_all_reduce_sum(flat);
 }
 
 c10::intrusive_ptr<c10d::Work> Communicator::start_reduce_scatter_sum(torch::Tensor& out, torch::Tensor& in) {
@@ -139,10 +175,15 @@ c10::intrusive_ptr<c10d::Work> Communicator::start_reduce_scatter_sum(torch::Ten
     out.copy_(in.view_as(out));
     return {};
   }
-  c10d::ReduceScatterOptions o;
-  o.reduceOp = c10d::ReduceOp::SUM;
-  // The flat-tensor form: Gloo (2.x) and NCCL both implement it as a real reduce-scatter.
-  return backend_->_reduce_scatter_base(out, in, o);
+  if (!is_gloo_) {
+    c10d::ReduceScatterOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    return backend_->_reduce_scatter_base(out, in, o);  // NCCL: a real reduce-scatter into `out`
+  }
+  // Gloo has no reduce-scatter: its _reduce_scatter_base all-reduces a clone of `in` and copies
+  // the own part out, one more bucket alive per collective in flight. The same all-reduce in place
+  // on `in`, which the caller gives up until wait(), costs no clone.
+  return c10::make_intrusive<PartOfAllReduce>(start_all_reduce_sum(in), in, out, env_.rank, env_.world_size);
 }
 
 void Communicator::barrier() {

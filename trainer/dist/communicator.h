@@ -49,18 +49,20 @@ class Communicator {
   // must be started in the same order on every rank. With one rank: a null handle, nothing to do.
   c10::intrusive_ptr<c10d::Work> start_all_reduce_sum(torch::Tensor& tensor);
   // Completes a started collective; throws as a failed all_reduce_sum does. A null handle returns.
+  // Its buffers are free afterwards where the caller's handle was the only one.
   void wait(const c10::intrusive_ptr<c10d::Work>& work);
   // In place: every rank receives `tensor` of rank `root`.
   void broadcast(torch::Tensor& tensor, int root = 0);
   // `out` (world_size·n elements) receives every rank's `in` (n elements), in rank order.
   void all_gather(torch::Tensor& out, const torch::Tensor& in);
-  // The same, started in the background as start_all_reduce_sum. With one rank: `in` copied to
-  // `out`, a null handle.
-  c10::intrusive_ptr<c10d::Work> start_all_gather(torch::Tensor& out, torch::Tensor& in);
-  // `out` (n elements) receives part `rank` of the sum over ranks of `in` (world_size·n elements).
-  void reduce_scatter_sum(torch::Tensor& out, const torch::Tensor& in);
-  // The same, started in the background as start_all_reduce_sum (both tensors untouched until
-  // wait()). With one rank: `in` copied to `out`, a null handle.
+  // In place: `all` (world_size equal parts, part `rank` this rank's) receives every rank's part,
+  // started in the background as start_all_reduce_sum. No buffer besides `all` on either backend.
+  // With one rank: a null handle, nothing to do.
+  c10::intrusive_ptr<c10d::Work> start_all_gather_in_place(torch::Tensor& all);
+  // `out` (n elements) receives part `rank` of the sum over ranks of `in` (world_size·n elements),
+  // started in the background as start_all_reduce_sum: both tensors untouched until wait(), and
+  // `in` is scratch afterwards (Gloo sums in it in place). With one rank: `in` copied to `out`, a
+  // null handle.
   c10::intrusive_ptr<c10d::Work> start_reduce_scatter_sum(torch::Tensor& out, torch::Tensor& in);
   void barrier();
 
@@ -90,6 +92,7 @@ class Communicator {
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> backend_;
+  bool is_gloo_ = false;  // CPU collectives: Gloo lacks some of NCCL's (reduce-scatter)
   // Rank 0's side of on_root: runs `work` while a thread beats `beat`, then posts `key`.
   std::string run_on_root(const std::string& key, const std::string& beat, const std::function<std::string()>& work);
   // The other ranks' side: waits for `key` while `beat` moves.

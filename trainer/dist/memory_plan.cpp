@@ -65,15 +65,18 @@ MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding) {
   // gradient through flat fp32 buckets that together hold a whole gradient, kept between steps.
   // The ZeRO stages keep up to 4 buckets' collectives in flight while packing a fifth: ZeRO-2
   // reduce-scatters fp32 buckets (each with its part) during backward, ZeRO-1 all-reduces them
-  // after it; both then all-gather the updated parameters (a bucket and its part each, compute
-  // dtype).
+  // after it; both then all-gather the updated parameters in place (a bucket each, compute dtype).
   const double bucket = std::min(req.bucket_bytes, grads);
   const double buffers = std::min(5.0, std::ceil(grads / bucket));  // no more than there are buckets
-  const double gather = buffers * (bucket + bucket / N) * req.compute_bytes / 4;
+  const double gather = buffers * bucket * req.compute_bytes / 4;
   if (sharding == Sharding::DDP) e.workspace = N > 1 ? grads : 0;
   if (sharding == Sharding::ZeRO1) e.update_buffers = std::max(buffers * bucket, gather);
   if (sharding == Sharding::ZeRO2) {
+    // The head weight comes last in the flat view and its gradient first in backward: it fills
+    // the last buckets at once, while every activation is still alive.
+    const double head_buckets = std::min(buffers, std::ceil(4.0 * m.vocab_size * m.n_embd / bucket));
     e.staging = buffers * (bucket + bucket / N);
+    e.head_staging = head_buckets * (bucket + bucket / N);
     e.update_buffers = gather;
   }
 

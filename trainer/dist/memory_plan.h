@@ -39,7 +39,9 @@ struct MemoryEstimate {
   double adam = 0;        // fp32 first and second moments
   double workspace = 0;   // kept collective buffers: DDP's flat fp32 buckets (a second whole
                           // gradient with several ranks)
-  double staging = 0;     // ZeRO-2's reduce-scatter buckets, during backward
+  double staging = 0;     // ZeRO-2's reduce-scatter buckets, during backward: the most in flight
+  double head_staging = 0;  // the part of them the head weight's gradient fills at once, at the
+                            // start of backward
   double update_buffers = 0;  // ZeRO's all-reduce (stage 1) and all-gather buckets, after backward
   // Activations of one micro-batch, bytes per GPU.
   double activations = 0;       // everything kept for backward
@@ -60,10 +62,12 @@ struct MemoryEstimate {
   // the recomputed block (the head's gradient is gone before the last block is rebuilt), so the
   // peak is the block inputs plus the larger of the head and a block being rebuilt and
   // differentiated (checked against measured CPU runs, tests/rwkv/test_block_recompute.cpp).
-  // ZeRO-2's staging adds to it.
+  // ZeRO-2's staging adds to it: the head weight's gradient is copied into its buckets once the
+  // head's backward has freed the logits' gradient; later up to all buckets are in flight.
   double backward_peak(bool checkpointing) const {
-    return staging + (checkpointing ? activations_ckpt - block + std::max(head + incoming, block + block_backward)
-                                    : head + incoming + activations);
+    const double at_head = incoming + std::max(head, head_staging);
+    return checkpointing ? activations_ckpt - block + std::max(at_head, block + block_backward + staging)
+                         : activations + std::max(at_head, staging);
   }
   // The update's buffers come after the backward.
   double total(bool checkpointing) const { return state() + std::max(backward_peak(checkpointing), update_buffers); }

@@ -274,16 +274,17 @@ class ShardedAdam : public ParallelOptimizer {
     }
     adam_update_all(items, steps_, config_);
     // Every rank receives the updated parts of the others, in the compute dtype, a few buckets in
-    // flight.
+    // flight, each gathered in place in one bucket-sized buffer.
     InFlight flight(comm_, kInFlight);
     const auto compute = grad_.options().dtype(compute_dtype_);
     for (const auto& b : buckets_) {
-      auto part = torch::zeros({b.part}, compute);
       auto all = torch::empty({comm_.world_size() * b.part}, compute);
+      auto own = all.narrow(0, comm_.rank() * b.part, b.part);
+      own.zero_();  // the padding
       for (const auto& pc : pieces_)
         if (pc.shard_offset >= b.shard_offset && pc.shard_offset < b.shard_offset + b.part)
-          part.narrow(0, pc.shard_offset - b.shard_offset, pc.length).copy_(master_piece(pc));
-      flight.add(comm_.start_all_gather(all, part), [this, all, part, &b] {
+          own.narrow(0, pc.shard_offset - b.shard_offset, pc.length).copy_(master_piece(pc));
+      flight.add(comm_.start_all_gather_in_place(all), [this, all, &b] {
         for_each_overlap(b.start, b.start + b.length, [&](size_t i, int64_t param_offset, int64_t rel, int64_t len) {
           param_flat(i).narrow(0, param_offset, len).copy_(all.narrow(0, rel, len));
         });

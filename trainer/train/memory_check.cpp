@@ -84,7 +84,7 @@ RunMemoryNeed run_memory_need(const RunConfig& config, const torch::Device& devi
     const double total = e.total(config.train.activation_checkpointing);
     if (i == 0 || total > need.bytes) {
       need = {total, e.weights, e.grads, e.master, e.adam, e.workspace + std::max(e.staging, e.update_buffers),
-              e.backward_peak(config.train.activation_checkpointing) - e.staging, i};
+              e.backward_peak(config.train.activation_checkpointing) - e.head_staging, i};
     }
   }
   return need;

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <fstream>
 
+#include <torch/csrc/distributed/c10d/Work.hpp>
+
 #include "tests/support/test_util.h"
 #include "trainer/dist/communicator.h"
 #include "trainer/dist/dist_env.h"
@@ -72,6 +74,12 @@ TEST_CASE("dist worker: collectives and gradient averaging", "[.dist-worker]") {
   auto all = torch::empty({4 * n});
   comm.all_gather(all, mine);
   for (int k = 0; k < n; ++k) REQUIRE(torch::equal(all.narrow(0, 4 * k, 4), torch::arange(4, torch::kFloat32) + 10 * k));
+
+  // Reduce-scatter (ZeRO-2's, started and waited): part r of the sum of every rank's input, each
+  // computed here from the ranks' formula.
+  auto in = torch::arange(3 * n, torch::kFloat32) * (r + 1), part = torch::empty({3});
+  comm.wait(comm.start_reduce_scatter_sum(part, in));
+  REQUIRE(torch::equal(part, torch::arange(3 * r, 3 * r + 3, torch::kFloat32) * (n * (n + 1) / 2.0f)));
 
   // Gradient averaging over buckets of 32 bytes (several buckets), one param without a grad.
   torch::manual_seed(1234 + r);

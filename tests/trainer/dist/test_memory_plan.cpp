@@ -50,10 +50,20 @@ TEST_CASE("plan: model state equals the module's parameters, sharded as ZeRO say
   const auto z2 = rwkv::estimate_memory(req, Sharding::ZeRO2);
   REQUIRE(z2.grads == Approx(4 * P / 8));
   REQUIRE(z2.staging == Approx(bucket + bucket / 8));  // the one bucket, with its part
-  req.bucket_bytes = 4 * P / 10;                       // ten buckets: 4 in flight, one being filled
-  REQUIRE(rwkv::estimate_memory(req, Sharding::ZeRO2).staging ==
-          Approx(5 * (req.bucket_bytes + req.bucket_bytes / 8)));
-  REQUIRE(z2.total(false) == Approx(z2.state() + z2.staging + z2.head + z2.incoming + z2.activations));
+  REQUIRE(z2.head_staging == z2.staging);              // the head's gradient fills it at once
+  REQUIRE(z2.total(false) == Approx(z2.state() + std::max(z2.staging, z2.head) + z2.incoming + z2.activations));
+  req.bucket_bytes = 4 * P / 10;  // ten buckets: 4 in flight, one being filled
+  const auto z2_10 = rwkv::estimate_memory(req, Sharding::ZeRO2);
+  REQUIRE(z2_10.staging == Approx(5 * (req.bucket_bytes + req.bucket_bytes / 8)));
+  // The head weight (V·D of the P parameters, last in the flat view) spans 2 of the ten buckets:
+  // they are what its gradient fills at the start of backward, beside every activation.
+  REQUIRE(std::ceil(10.0 * c.vocab_size * c.n_embd / P) == 2);
+  REQUIRE(z2_10.head_staging == Approx(2 * (req.bucket_bytes + req.bucket_bytes / 8)));
+  REQUIRE(z2_10.total(false) ==
+          Approx(z2_10.state() + z2_10.activations +
+                 std::max(z2_10.incoming + std::max(z2_10.head, z2_10.head_staging), z2_10.staging)));
+  // The update gathers in place: one compute-dtype bucket each, five at most.
+  REQUIRE(z2_10.update_buffers == Approx(5 * req.bucket_bytes * 2 / 4));
   REQUIRE(z2.activations == ddp.activations);  // sharding never changes activations
 
   req.compute_bytes = 4;  // fp32: the weights are the master copy

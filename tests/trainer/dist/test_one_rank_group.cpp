@@ -165,7 +165,8 @@ void check_collectives(const torch::Device& device) {
     torch::Tensor gathered = torch::zeros({37}, opts), part = torch::zeros({37}, opts);
     comm->all_gather(gathered, x);
     CHECK(torch::equal(gathered, x));
-    comm->reduce_scatter_sum(part, x);
+    auto scratch = x.clone();
+    comm->wait(comm->start_reduce_scatter_sum(part, scratch));
     CHECK(torch::equal(part, x));
     // Rank 0's own work (a checkpoint write) under its heartbeat: its result, or its error.
     CHECK(comm->on_root("write", [] { return std::string("written"); }, std::chrono::seconds(5), "limit") == "written");
