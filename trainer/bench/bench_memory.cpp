@@ -59,11 +59,13 @@ Figures planned(const trainer::RunConfig& cfg, int world, bool bf16) {
   // The segment boundaries' RNN states live while a micro-batch runs: measured with it.
   const double kept = cfg.train.activation_checkpointing ? e.activations_ckpt - e.block : e.activations;
   // What stays between steps besides the weights: masters, moments, DDP's all-reduce buckets
-  // (persistent), the ZeRO gradient shard (4 bytes per parameter / N); what a step's backward adds:
-  // the whole fp32 sums (DDP, ZeRO-1), nothing lasting under ZeRO-2 (its staging is transient).
+  // (with several ranks: the gradients' home), the ZeRO gradient shard (4 bytes per parameter /
+  // N); what a step's backward adds: the whole fp32 sums (one-rank DDP, ZeRO-1), nothing lasting
+  // under ZeRO-2 (its staging is transient).
   const double shard = sharding == Sharding::DDP ? 0 : 4 * planned_parameter_count(cfg.model) / world;
-  const double persistent = sharding == Sharding::DDP ? e.workspace : shard;
-  const double step_grads = sharding == Sharding::ZeRO2 ? -1 : e.grads - shard;
+  const bool in_buckets = sharding == Sharding::DDP && world > 1;
+  const double persistent = in_buckets ? e.grads : shard;
+  const double step_grads = sharding == Sharding::ZeRO2 ? -1 : in_buckets ? 0 : e.grads - shard;
   // The fused loss keeps the logits beside the activations; a micro-batch's peak holds ZeRO-2's
   // staging too.
   return {e.weights,

@@ -36,63 +36,94 @@ void add_in_pieces(torch::Tensor& sum, const torch::Tensor& g) {
 }  // namespace
 
 GradStore::GradStore(std::vector<torch::Tensor> params, Mode mode)
-    : params_(std::move(params)), mode_(mode), fp32_(params_.size()) {
-  if (mode_ == Mode::autograd) return;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (!params_[i].requires_grad()) continue;
-    torch::autograd::impl::set_post_acc_grad_hooks(
-        params_[i], std::make_unique<AfterAccumulate>([this, i] { arrived(i, params_[i].grad()); }));
-  }
+    : params_(std::move(params)), mode_(mode), fp32_(params_.size()), homes_(params_.size()) {
+  if (mode_ != Mode::autograd) hook();
 }
 
 GradStore::~GradStore() {
+  if (!hooked_) return;
   for (size_t i = 0; i < params_.size(); ++i) {
-    if (mode_ != Mode::autograd && params_[i].requires_grad())
-      torch::autograd::impl::set_post_acc_grad_hooks(params_[i], nullptr);
-    if (i < grad_hooks_.size() && grad_hooks_[i] != ~0u) params_[i].remove_hook(grad_hooks_[i]);
+    if (pre_hooks_[i] == ~0u) continue;
+    params_[i].remove_hook(pre_hooks_[i]);
+    torch::autograd::impl::set_post_acc_grad_hooks(params_[i], nullptr);
+  }
+}
+
+void GradStore::hook() {
+  if (hooked_) return;
+  hooked_ = true;
+  pre_hooks_.assign(params_.size(), ~0u);
+  coming_.assign(params_.size(), 0);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!params_[i].requires_grad()) continue;
+    pre_hooks_[i] = params_[i].register_hook([this, i](const torch::Tensor& g) {
+      if (g.defined()) coming_[i] = 1;
+    });
+    torch::autograd::impl::set_post_acc_grad_hooks(params_[i], std::make_unique<AfterAccumulate>([this, i] {
+      if (!coming_[i]) return;
+      coming_[i] = 0;
+      arrived(i, params_[i].grad());
+    }));
   }
 }
 
 void GradStore::listen(Listener listener) {
   listener_ = std::move(listener);
-  if (mode_ != Mode::autograd || !grad_hooks_.empty()) return;
-  // Autograd mode: the gradient is seen before AccumulateGrad adds it to .grad.
-  grad_hooks_.assign(params_.size(), ~0u);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (!params_[i].requires_grad()) continue;
-    grad_hooks_[i] = params_[i].register_hook([this, i](const torch::Tensor& g) {
-      if (listener_ && g.defined()) listener_(i, g);
-    });
-  }
+  hook();
 }
+
+void GradStore::home(size_t i, torch::Tensor slot) {
+  TORCH_CHECK(mode_ != Mode::stream, "GradStore::home: a streaming store keeps no gradients");
+  TORCH_CHECK(slot.scalar_type() == torch::kFloat32 && slot.is_contiguous() && slot.numel() == params_[i].numel(),
+              "GradStore::home: parameter ", i, " needs a contiguous fp32 slot of ", params_[i].numel(), " elements");
+  homes_[i] = slot.view({-1});
+  hook();
+}
+
+torch::Tensor& GradStore::sum(size_t i) { return mode_ == Mode::autograd ? params_[i].mutable_grad() : fp32_[i]; }
 
 void GradStore::arrived(size_t i, const torch::Tensor& incoming) {
   if (!incoming.defined()) return;
   torch::NoGradGuard no_grad;
-  if (listener_) listener_(i, incoming);
-  if (mode_ == Mode::fp32) {
-    if (fp32_[i].defined()) add_in_pieces(fp32_[i], incoming);
-    else fp32_[i] = incoming.to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
+  if (mode_ == Mode::stream) {
+    if (listener_) listener_(i, incoming);
+    params_[i].mutable_grad() = torch::Tensor();
+    return;
   }
-  params_[i].mutable_grad() = torch::Tensor();
+  const auto& home = homes_[i];
+  if (mode_ == Mode::fp32) {
+    if (fp32_[i].defined()) {
+      add_in_pieces(fp32_[i], incoming);
+    } else if (home.defined()) {
+      home.copy_(incoming.reshape({-1}));
+      fp32_[i] = home.view(params_[i].sizes());
+    } else {
+      fp32_[i] = incoming.to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
+    }
+    params_[i].mutable_grad() = torch::Tensor();
+  } else if (home.defined() && incoming.data_ptr() != home.data_ptr()) {
+    // The first gradient since drop(), which autograd stored on its own: into the home, where
+    // autograd adds the later ones in place (.grad is defined, so AccumulateGrad accumulates).
+    home.copy_(incoming.reshape({-1}));
+    params_[i].mutable_grad() = home.view(params_[i].sizes());
+  }
+  if (listener_) listener_(i, get(i));
+}
+
+void GradStore::settle(size_t i) {
+  torch::NoGradGuard no_grad;
+  const auto& home = homes_[i];
+  TORCH_CHECK(home.defined(), "GradStore::settle: parameter ", i, " has no home");
+  auto& s = sum(i);
+  if (s.defined() && s.data_ptr() == home.data_ptr()) return;
+  if (s.defined()) home.copy_(s.reshape({-1}));
+  else home.zero_();
+  s = home.view(params_[i].sizes());
 }
 
 torch::Tensor GradStore::get(size_t i) const {
   if (mode_ == Mode::autograd) return params_[i].grad();
   return fp32_[i];
-}
-
-void GradStore::set(size_t i, const torch::Tensor& g) {
-  TORCH_CHECK(mode_ != Mode::stream, "GradStore::set: a streaming store keeps no gradients");
-  if (mode_ == Mode::autograd) {
-    auto& grad = params_[i].mutable_grad();
-    if (grad.defined()) grad.copy_(g);
-    else grad = g.to(params_[i].dtype()).clone();
-  } else if (fp32_[i].defined()) {
-    fp32_[i].copy_(g);
-  } else {
-    fp32_[i] = g.to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
-  }
 }
 
 std::vector<torch::Tensor> GradStore::defined() const {

@@ -12,9 +12,13 @@
 //   Mode::stream    ZeRO-2, any dtype: nothing is kept here; each arriving gradient goes to the
 //                   listener (the reduce-scatter buckets, trainer/dist/parallel_optimizer.cpp)
 //                   and is dropped, so the gradients never exist whole.
-// The listener, when set, sees each gradient as it arrives, before it is added to the store (so
-// get() still returns the earlier sum): a .grad hook in autograd mode, the post-accumulate hook
-// otherwise. Hooks may run on autograd's device thread.
+// A store may keep a parameter's sum in memory it is given (home(): a part of a bucket, so the
+// all-reduce works on the gradients themselves and no second whole gradient exists, as DDP's
+// gradient_as_bucket_view): the first gradient after drop() is copied there, the later ones are
+// added in place (by autograd itself for fp32 parameters).
+// The listener, when set, is called once a gradient has arrived, from the post-accumulate hook
+// (possibly on autograd's device thread): in stream mode with that gradient, which is dropped
+// afterwards; otherwise after the store has added it, with the sum (get()).
 #include <torch/torch.h>
 
 #include <functional>
@@ -38,25 +42,38 @@ class GradStore {
   const torch::Tensor& param(size_t i) const { return params_[i]; }
   // Called for every arriving gradient from now on (one listener; setting another replaces it).
   void listen(Listener listener);
+  // Parameter i's sums live in `slot` from now on (fp32, contiguous, as many elements as the
+  // parameter; not in stream mode).
+  void home(size_t i, torch::Tensor slot);
+  // Parameter i's sum moved into its home, where it was not (set by hand): copied there, or zeros
+  // where no gradient arrived. Afterwards get(i) is a view of the home.
+  void settle(size_t i);
 
   // The fp32 sum of parameter i's gradients since the last drop(); undefined when none arrived
   // (and always in stream mode).
   torch::Tensor get(size_t i) const;
-  // Replaces it (an averaged result); `g` fp32, of the parameter's shape.
-  void set(size_t i, const torch::Tensor& g);
   // The defined gradients, in parameter order.
   std::vector<torch::Tensor> defined() const;
   // Forgets every gradient.
   void drop();
 
  private:
+  void hook();                                            // the hooks, once
   void arrived(size_t i, const torch::Tensor& incoming);  // the post-accumulate hook's work
+  // Where parameter i's sum is kept: .grad (autograd mode) or the fp32 tensor (fp32 mode).
+  torch::Tensor& sum(size_t i);
 
   std::vector<torch::Tensor> params_;
   Mode mode_;
-  std::vector<torch::Tensor> fp32_;  // Mode::fp32: the sums
+  std::vector<torch::Tensor> fp32_;   // Mode::fp32: the sums
+  std::vector<torch::Tensor> homes_;  // flat; undefined: none
   Listener listener_;
-  std::vector<unsigned> grad_hooks_;  // Mode::autograd with a listener: per parameter (~0u: none)
+  bool hooked_ = false;
+  std::vector<unsigned> pre_hooks_;  // per parameter (~0u: none)
+  // Set when a gradient is on its way into .grad (the tensor hook saw one): the engine runs
+  // AccumulateGrad, and with it the post-accumulate hook, for an undefined gradient too (block
+  // recompute returns none for parameters its nested backward accumulated), which adds nothing.
+  std::vector<char> coming_;
 };
 
 }  // namespace rwkv

@@ -22,14 +22,16 @@ GradientSync::GradientSync(GradStore& grads, Communicator& comm, int64_t bucket_
     buckets_.back().numel += p.numel();
   }
   if (!comm_.grouped()) return;  // nothing to reduce: no buffers
+  // The buckets are the gradients' home: the sums are accumulated and all-reduced in place.
   for (auto& b : buckets_) {
     const auto& first = grads_.param(b.members.front());
     b.flat = torch::empty({b.numel}, torch::TensorOptions().dtype(torch::kFloat32).device(first.device()));
   }
+  for (size_t i = 0; i < grads_.size(); ++i) grads_.home(i, slot(i));
   if (!overlap) return;
   overlap_ = true;
-  // A parameter without requires_grad never receives a gradient: it is packed as zeros.
-  grads_.listen([this](size_t i, const torch::Tensor& g) { on_gradient(i, g); });
+  // A parameter without requires_grad never receives a gradient: average() zeroes its slot.
+  grads_.listen([this](size_t i, const torch::Tensor&) { on_gradient(i); });
 }
 
 GradientSync::~GradientSync() = default;
@@ -48,27 +50,18 @@ void GradientSync::arm_for_backward() {
   armed_ = true;
 }
 
-void GradientSync::on_gradient(size_t param, const torch::Tensor& incoming) {
+void GradientSync::on_gradient(size_t param) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!armed_ || !incoming.defined()) return;
-  torch::NoGradGuard no_grad;
-  auto s = slot(param);
-  const auto g = incoming.reshape({-1});
+  if (!armed_) return;
   if (arrived_[param]) {
     // Autograd sums all uses of a leaf before accumulating it, so a second call means a second
-    // graph reached the parameter in the same backward: add it unless the bucket is on the wire.
+    // graph reached the parameter in the same backward and added to its slot again.
     if (bucket_of_[param] < next_start_)
       throw std::logic_error("gradient sync: a parameter's gradient arrived twice in one backward, after its "
                              "bucket's all-reduce started; set train.overlap_grad_reduce: false");
-    s.add_(g);
     return;
   }
-  // The gradient the store will hold once `incoming` is added (the same fp32 sum).
-  const auto earlier = grads_.get(param);
-  // Cast into the bucket, then add the fp32 sum: a mixed-dtype add would first copy `incoming`
-  // into an fp32 temporary on the CPU (a second head-sized gradient at the backward's peak).
-  s.copy_(g);
-  if (earlier.defined()) s.add_(earlier.reshape({-1}));
+  // The store has added this backward's gradient to the sum in the slot: it is complete.
   arrived_[param] = 1;
   --buckets_[bucket_of_[param]].missing;
   start_ready_buckets();
@@ -93,15 +86,12 @@ void GradientSync::average() {
     next_start_ = 0;
   }
   armed_ = false;
-  // Pack what the backward did not deliver (all of it without overlap) and start the rest.
+  // The sums are in their slots already, but those of parameters without a gradient (zeros) or
+  // set by hand; then every bucket not started during backward starts.
   for (size_t k = next_start_; k < buckets_.size(); ++k) {
     auto& b = buckets_[k];
-    for (size_t i : b.members) {
-      if (arrived_[i]) continue;
-      const auto g = grads_.get(i);
-      if (g.defined()) slot(i).copy_(g.reshape({-1}));
-      else slot(i).zero_();
-    }
+    for (size_t i : b.members)
+      if (!arrived_[i]) grads_.settle(i);
     b.missing = 0;
   }
   start_ready_buckets();
@@ -110,7 +100,6 @@ void GradientSync::average() {
     comm_.wait(b.work);
     b.work.reset();
     b.flat.mul_(inv_world);  // SUM then divide, in fp32 (Gloo's AVG is unreliable)
-    for (size_t i : b.members) grads_.set(i, slot(i).view(grads_.param(i).sizes()));
   }
 }
 

@@ -1,22 +1,23 @@
 #pragma once
-// Data-parallel gradient averaging (buckets of gradients all-reduced as they arrive):
-// gradients are packed into flat buckets of a configurable size, each bucket is all-reduced
-// with SUM and divided by the world size in fp32, and the result is unpacked. A few large
-// collectives instead of one per tensor keep latency out of the step; after averaging every
-// rank holds bit-identical gradients, so clipping and the NaN check agree on all ranks.
+// Data-parallel gradient averaging (buckets of gradients all-reduced as they arrive): the
+// gradients live in flat fp32 buckets of a configurable size (the store's homes,
+// trainer/dist/grad_store.h; DDP's gradient_as_bucket_view), so micro-batches accumulate in them
+// and each bucket is all-reduced with SUM in place and divided by the world size in fp32: no
+// packing, no second whole gradient. A few large collectives instead of one per tensor keep
+// latency out of the step; after averaging every rank holds bit-identical gradients, so clipping
+// and the NaN check agree on all ranks.
 //
-// The gradients are those of a GradStore (trainer/dist/grad_store.h): .grad for fp32 parameters,
-// its fp32 sums for bf16 ones; the averages are written back there.
+// The gradients are those of a GradStore: .grad for fp32 parameters, its fp32 sums for bf16 ones,
+// both views of the buckets once a gradient has arrived.
 //
-// Overlap (train.overlap_grad_reduce): on a step's last micro-batch the store's listener sees
-// each gradient as autograd produces it (before it is added to the store), writes the earlier
-// sum + incoming into the bucket, and a bucket whose members have all arrived starts its
-// all-reduce while backward goes on. Buckets hold the parameters in reverse order, as backward
-// produces them (head first, embedding last), and start strictly in bucket order so every rank
-// issues the same collectives in the same sequence whatever order its hooks fire in. A parameter
-// that gets no gradient in the last micro-batch is packed after backward (.grad or zeros), so
-// every rank joins every bucket. The sums are those of average() (same elements, same
-// collective), so both paths give bit-identical gradients.
+// Overlap (train.overlap_grad_reduce): on a step's last micro-batch the store's listener hears
+// each parameter once its gradient has been added to its slot, and a bucket whose members have
+// all arrived starts its all-reduce while backward goes on. Buckets hold the parameters in
+// reverse order, as backward produces them (head first, embedding last), and start strictly in
+// bucket order so every rank issues the same collectives in the same sequence whatever order its
+// hooks fire in. A parameter that gets no gradient in the last micro-batch is settled after
+// backward (its earlier sum, or zeros), so every rank joins every bucket. The sums are those of
+// average() (same elements, same collective), so both paths give bit-identical gradients.
 #include <torch/torch.h>
 
 #include <mutex>
@@ -43,8 +44,9 @@ class GradientSync {
   void arm_for_backward();
 
   // Replaces each parameter's gradient in the store by its average over ranks (an undefined one
-  // counts as zeros and becomes defined). After an armed backward it completes the started reductions;
-  // otherwise it packs and reduces everything now. Without a process group nothing is copied.
+  // counts as zeros and becomes defined). After an armed backward it completes the started
+  // reductions; otherwise it reduces every bucket now. Without a process group nothing happens
+  // (no buckets exist).
   void average();
 
   size_t bucket_count() const { return buckets_.size(); }
@@ -59,7 +61,7 @@ class GradientSync {
     size_t missing = 0;           // members whose gradient has not arrived in the armed backward
     c10::intrusive_ptr<c10d::Work> work;
   };
-  void on_gradient(size_t param, const torch::Tensor& incoming);
+  void on_gradient(size_t param);
   void start_ready_buckets();  // in bucket order, while the next one is complete
   torch::Tensor slot(size_t param);
 

@@ -61,15 +61,14 @@ MemoryEstimate estimate_memory(const PlanRequest& req, Sharding sharding) {
   e.master = master * shard;
   e.adam = adam * shard;
   e.grads = sharding == Sharding::ZeRO2 ? grads / N : sharding == Sharding::ZeRO1 ? grads + grads / N : grads;
-  // Collective buffers (trainer/dist/grad_sync.h, parallel_optimizer.cpp): DDP all-reduces every
-  // gradient through flat fp32 buckets that together hold a whole gradient, kept between steps.
+  // Collective buffers (trainer/dist/grad_sync.h, parallel_optimizer.cpp): DDP's gradients live
+  // in its all-reduce buckets (counted as grads).
   // The ZeRO stages keep up to 4 buckets' collectives in flight while packing a fifth: ZeRO-2
   // reduce-scatters fp32 buckets (each with its part) during backward, ZeRO-1 all-reduces them
   // after it; both then all-gather the updated parameters in place (a bucket each, compute dtype).
   const double bucket = std::min(req.bucket_bytes, grads);
   const double buffers = std::min(5.0, std::ceil(grads / bucket));  // no more than there are buckets
   const double gather = buffers * bucket * req.compute_bytes / 4;
-  if (sharding == Sharding::DDP) e.workspace = N > 1 ? grads : 0;
   if (sharding == Sharding::ZeRO1) e.update_buffers = std::max(buffers * bucket, gather);
   if (sharding == Sharding::ZeRO2) {
     // The head weight comes last in the flat view and its gradient first in backward: it fills
@@ -119,7 +118,7 @@ std::string format_plan(const PlanRequest& req, double gpu_mem_bytes, double res
       out += fmt::format("{:<8} {:>5} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>11.2f} {:>9.2f} {:>10.2f}  {}\n",
                          to_string(s), ckpt ? "yes" : "no", e.weights / GB, e.grads / GB,
                          e.master / GB, e.adam / GB,
-                         (e.workspace + std::max(e.staging, e.update_buffers)) / GB,
+                         std::max(e.staging, e.update_buffers) / GB,
                          (ckpt ? e.activations_ckpt : e.activations) / GB, (e.head + e.incoming) / GB,
                          total / GB, fits ? "yes" : "no");
       if (fits && recommendation.empty()) {

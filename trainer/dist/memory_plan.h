@@ -33,12 +33,11 @@ struct MemoryEstimate {
   // Model state, bytes per GPU.
   // As trainer/dist/parallel_optimizer.h allocates them:
   double weights = 0;     // the module's parameters, in the compute dtype
-  double grads = 0;       // fp32 gradient sums: whole under DDP, whole plus the reduced shard under
+  double grads = 0;       // fp32 gradient sums: whole under DDP (in the all-reduce buckets with
+                          // several ranks), whole plus the reduced shard under
                           // ZeRO-1, only the own shard under ZeRO-2 (held between steps too)
   double master = 0;      // fp32 master weights (0 when compute is fp32: the weights are the master)
   double adam = 0;        // fp32 first and second moments
-  double workspace = 0;   // kept collective buffers: DDP's flat fp32 buckets (a second whole
-                          // gradient with several ranks)
   double staging = 0;     // ZeRO-2's reduce-scatter buckets, during backward: the most in flight
   double head_staging = 0;  // the part of them the head weight's gradient fills at once, at the
                             // start of backward
@@ -56,7 +55,7 @@ struct MemoryEstimate {
   // the RNN states saved at the segment boundaries (5 vectors per block and row, fp32).
   double boundaries = 0;
 
-  double state() const { return weights + grads + master + adam + workspace + boundaries; }
+  double state() const { return weights + grads + master + adam + boundaries; }
   // A micro-batch's forward and backward at their peak, above the state: every activation meets
   // the head's buffers at the start of backward without checkpointing; with it they do not meet
   // the recomputed block (the head's gradient is gone before the last block is rebuilt), so the

@@ -83,7 +83,7 @@ RunMemoryNeed run_memory_need(const RunConfig& config, const torch::Device& devi
     const MemoryEstimate e = estimate_memory(req, sharding_of(config.train.zero_stage));
     const double total = e.total(config.train.activation_checkpointing);
     if (i == 0 || total > need.bytes) {
-      need = {total, e.weights, e.grads, e.master, e.adam, e.workspace + std::max(e.staging, e.update_buffers),
+      need = {total, e.weights, e.grads, e.master, e.adam, std::max(e.staging, e.update_buffers),
               e.backward_peak(config.train.activation_checkpointing) - e.head_staging, i};
     }
   }
@@ -101,7 +101,7 @@ void check_run_fits(const RunConfig& config, const torch::Device& device, int wo
   std::string parts;
   for (const auto& [name, bytes] : {std::pair{"weights", need.weights}, {"gradients", need.grads},
                                     {"fp32 master weights", need.master}, {"Adam", need.adam},
-                                    {"collective buffers", need.workspace},
+                                    {"collective buffers", need.buffers},
                                     {"activations", need.activations}})
     if (bytes > 0) parts += fmt::format("{}{} {}", parts.empty() ? "" : ", ", name, gib(bytes));
   const std::string ranks =

@@ -35,7 +35,7 @@ std::optional<AvailableMemory> device_available_memory(const torch::Device& devi
 // the stage (index into config.stages) that needs most.
 struct RunMemoryNeed {
   double bytes = 0;
-  double weights = 0, grads = 0, master = 0, adam = 0, workspace = 0, activations = 0;  // of that stage's estimate
+  double weights = 0, grads = 0, master = 0, adam = 0, buffers = 0, activations = 0;  // of that stage's estimate
   size_t stage = 0;
 };
 RunMemoryNeed run_memory_need(const RunConfig& config, const torch::Device& device, int world_size);
