@@ -9,7 +9,7 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Inputs: time_decay, time_first, k, v, aa0, bb0, pp0 (all three undefined: a fresh sequence).
+// Inputs: time_decay, time_first, k, v, aa0, bb0, pp0 (all three absent: a fresh sequence).
 // Outputs: y, aa_T, bb_T, pp_T. pp_T is marked non-differentiable: a consumer of the state depends
 // on it only through A = aa·e^pp and B = bb·e^pp, whose gradients flow through aa_T and bb_T
 // (kernels/wkv_math.h, adjoint_from_final), so the pp component carries no further information.
@@ -20,7 +20,11 @@ class WkvFunction : public torch::autograd::Function<WkvFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& time_decay,
                                const torch::Tensor& time_first, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& aa0, const torch::Tensor& bb0, const torch::Tensor& pp0) {
+                               const std::optional<torch::Tensor>& aa0_in, const std::optional<torch::Tensor>& bb0_in,
+                               const std::optional<torch::Tensor>& pp0_in) {
+    // Optional rather than undefined tensors: autograd reads the device of every tensor input.
+    const torch::Tensor aa0 = aa0_in.value_or(torch::Tensor()), bb0 = bb0_in.value_or(torch::Tensor()),
+                        pp0 = pp0_in.value_or(torch::Tensor());
     const auto acc = kernels::wkv_acc_dtype(k.scalar_type());
     // The kernels take both parameters in one dtype: time_decay's.
     const torch::Tensor td = time_decay.contiguous(), tf = time_first.to(time_decay.scalar_type()).contiguous();
@@ -91,8 +95,12 @@ WkvState wkv_initial_state(int64_t batch, int64_t channels, const torch::Device&
 WkvOutput wkv(const torch::Tensor& time_decay, const torch::Tensor& time_first, const torch::Tensor& k,
               const torch::Tensor& v, const std::optional<WkvState>& state) {
   TORCH_CHECK(k.dim() == 3, "wkv: k must be (B, T, C), got ", k.sizes());
-  const WkvState s0 = state ? *state : WkvState{};  // undefined: the empty state, inside the kernels
-  const auto out = WkvFunction::apply(time_decay, time_first, k, v, s0.aa, s0.bb, s0.pp);
+  // Without a state: none passed, the kernels start from the empty one.
+  const auto part = [&](const torch::Tensor WkvState::*m) {
+    return state ? std::optional<torch::Tensor>((*state).*m) : std::nullopt;
+  };
+  const auto out = WkvFunction::apply(time_decay, time_first, k, v, part(&WkvState::aa), part(&WkvState::bb),
+                                      part(&WkvState::pp));
   return WkvOutput{out[0], WkvState{out[1], out[2], out[3]}};
 }
 

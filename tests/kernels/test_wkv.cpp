@@ -257,26 +257,28 @@ TEST_CASE("wkv with bf16 parameters computes what fp32 parameters of the same va
   in.time_decay = in.time_decay.to(torch::kBFloat16).to(torch::kFloat64);
   in.time_first = in.time_first.to(torch::kBFloat16).to(torch::kFloat64);
   const Tensor r = torch::randn_like(in.k);
-  for (const auto io : {torch::kFloat32, torch::kBFloat16}) {
-    const auto run_with = [&](torch::ScalarType param, int64_t split) {
-      Tensor td = leaf(in.time_decay, param), tf = leaf(in.time_first, param);
-      Tensor k = leaf(in.k, io), v = leaf(in.v, io);
-      const auto first = rwkv::wkv(td, tf, k.narrow(1, 0, split), v.narrow(1, 0, split));
-      const auto second = rwkv::wkv(td, tf, k.narrow(1, split, 40 - split), v.narrow(1, split, 40 - split), first.state);
-      const Tensor y = torch::cat({first.y, second.y}, 1);
-      (y.to(torch::kFloat64) * r).sum().backward();
-      return Grads{y.detach(), td.grad(), tf.grad(), k.grad(), v.grad()};
-    };
-    const Grads g32 = run_with(torch::kFloat32, 15), g16 = run_with(torch::kBFloat16, 15);
-    CAPTURE(io);
-    REQUIRE(g16.td.scalar_type() == torch::kBFloat16);
-    REQUIRE(g16.tf.scalar_type() == torch::kBFloat16);
-    CHECK(torch::equal(g16.y, g32.y));
-    CHECK(torch::equal(g16.k, g32.k));
-    CHECK(torch::equal(g16.v, g32.v));
-    CHECK(torch::equal(g16.td, g32.td.to(torch::kBFloat16)));
-    CHECK(torch::equal(g16.tf, g32.tf.to(torch::kBFloat16)));
-  }
+  // A carried state (from a 9-token prefix) and none, one call each: the parameters' gradient is
+  // one op's, not a sum of several calls' (which bf16 would round per call).
+  const rwkv::WkvState prefix = prefix_state(in, 9, torch::kFloat32, 44);
+  for (const auto io : {torch::kFloat32, torch::kBFloat16})
+    for (const bool carried : {false, true}) {
+      const auto run_with = [&](torch::ScalarType param) {
+        Tensor td = leaf(in.time_decay, param), tf = leaf(in.time_first, param);
+        Tensor k = leaf(in.k, io), v = leaf(in.v, io);
+        const Tensor y = carried ? rwkv::wkv(td, tf, k, v, prefix).y : rwkv::wkv(td, tf, k, v).y;
+        (y.to(torch::kFloat64) * r).sum().backward();
+        return Grads{y.detach(), td.grad(), tf.grad(), k.grad(), v.grad()};
+      };
+      const Grads g32 = run_with(torch::kFloat32), g16 = run_with(torch::kBFloat16);
+      CAPTURE(io, carried);
+      REQUIRE(g16.td.scalar_type() == torch::kBFloat16);
+      REQUIRE(g16.tf.scalar_type() == torch::kBFloat16);
+      CHECK(torch::equal(g16.y, g32.y));
+      CHECK(torch::equal(g16.k, g32.k));
+      CHECK(torch::equal(g16.v, g32.v));
+      CHECK(torch::equal(g16.td, g32.td.to(torch::kBFloat16)));
+      CHECK(torch::equal(g16.tf, g32.tf.to(torch::kBFloat16)));
+    }
 }
 
 TEST_CASE("wkv stays finite and exact over T = 100k", "[kernels]") {
