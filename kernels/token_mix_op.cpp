@@ -76,16 +76,9 @@ TokenMixParam token_mix_kernel_param(const at::Tensor& mu) {
 }
 
 TokenMixCudaForward token_mix_kernel_args(const TokenMixForwardArgs& a, int64_t chunk) {
-  TokenMixCudaForward k{a.x.size(0),
-                        a.x.size(1),
-                        a.x.size(2),
-                        chunk,
-                        static_cast<int>(a.mu.size()),
-                        token_mix_kernel_param(a.mu[0]),
-                        a.x.data_ptr(),
-                        a.prev.defined() ? a.prev.data_ptr() : nullptr,
-                        {},
-                        {}};
+  TokenMixCudaForward k{a.x.size(0),    a.x.size(1),   a.x.size(2), chunk, static_cast<int>(a.mu.size()),
+                        token_mix_kernel_param(a.mu[0]), a.x.data_ptr(), a.prev.defined() ? a.prev.data_ptr() : nullptr,
+                        {},             {}};
   for (size_t m = 0; m < a.mu.size(); ++m) {
     k.mu[m] = a.mu[m].data_ptr();
     k.out[m] = a.out[m].data_ptr();

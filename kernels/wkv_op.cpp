@@ -74,21 +74,10 @@ at::Tensor wkv_backward_workspace(const at::Tensor& k) {
 }
 
 WkvCudaForward wkv_kernel_args(const WkvForwardArgs& a) {
-  return WkvCudaForward{a.k.size(0),
-                        a.k.size(1),
-                        a.k.size(2),
-                        wkv_kernel_io(a.time_decay),
-                        a.time_decay.data_ptr(),
-                        a.time_first.data_ptr(),
-                        a.k.data_ptr(),
-                        a.v.data_ptr(),
-                        a.y.data_ptr(),
-                        ptr_or_null<float>(a.aa0),
-                        ptr_or_null<float>(a.bb0),
-                        ptr_or_null<float>(a.pp0),
-                        a.aa.data_ptr<float>(),
-                        a.bb.data_ptr<float>(),
-                        a.pp.data_ptr<float>()};
+  return WkvCudaForward{a.k.size(0), a.k.size(1), a.k.size(2), wkv_kernel_io(a.time_decay), a.time_decay.data_ptr(),
+                        a.time_first.data_ptr(), a.k.data_ptr(), a.v.data_ptr(), a.y.data_ptr(),
+                        ptr_or_null<float>(a.aa0), ptr_or_null<float>(a.bb0), ptr_or_null<float>(a.pp0),
+                        a.aa.data_ptr<float>(), a.bb.data_ptr<float>(), a.pp.data_ptr<float>()};
 }
 
 WkvCudaBackward wkv_kernel_args(const WkvBackwardArgs& a, const at::Tensor& workspace) {
