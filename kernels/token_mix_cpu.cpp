@@ -1,5 +1,6 @@
 #include "kernels/token_mix_cpu.h"
 
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 
@@ -28,6 +29,22 @@ struct Ptrs {
   const F* mu[token_mix::kMaxMixes];
 };
 
+// The μ_j in the arithmetic type F, from the parameters' dtype: a host-side loop over C per mix,
+// no device op (the CUDA kernels read μ as stored the same way).
+template <class F>
+std::vector<std::vector<F>> mu_in(const std::vector<at::Tensor>& mu) {
+  std::vector<std::vector<F>> out;
+  for (const at::Tensor& m : mu) {
+    std::vector<F> values(static_cast<size_t>(m.numel()));
+    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, m.scalar_type(), "token mix mu", [&] {
+      const scalar_t* src = m.data_ptr<scalar_t>();
+      for (size_t c = 0; c < values.size(); ++c) values[c] = static_cast<F>(src[c]);
+    });
+    out.push_back(std::move(values));
+  }
+  return out;
+}
+
 // Row t − 1 of batch row b (the carried row, or `zeros`, at t = 0).
 template <class X, class Y, class F>
 const X* shifted_row(const Ptrs<X, Y, F>& p, int64_t b, int64_t t, const X* zeros) {
@@ -41,8 +58,9 @@ void forward_impl(const TokenMixForwardArgs& a) {
   Ptrs<X, Y, F> p{B, T, C, static_cast<int>(a.mu.size()), a.x.data_ptr<X>(),
                   a.prev.defined() ? a.prev.data_ptr<X>() : nullptr, {}};
   Y* out[token_mix::kMaxMixes] = {};
+  const std::vector<std::vector<F>> mu = mu_in<F>(a.mu);
   for (int m = 0; m < p.mixes; ++m) {
-    p.mu[m] = a.mu[m].data_ptr<F>();
+    p.mu[m] = mu[m].data();
     out[m] = a.out[m].data_ptr<Y>();
   }
   const std::vector<X> zeros(static_cast<size_t>(C), X(0));
@@ -66,8 +84,9 @@ void backward_impl(const TokenMixBackwardArgs& a) {
   Ptrs<X, Y, F> p{B, T, C, static_cast<int>(a.mu.size()), a.x.data_ptr<X>(),
                   a.prev.defined() ? a.prev.data_ptr<X>() : nullptr, {}};
   const Y* gout[token_mix::kMaxMixes] = {};
+  const std::vector<std::vector<F>> mu = mu_in<F>(a.mu);
   for (int m = 0; m < p.mixes; ++m) {
-    p.mu[m] = a.mu[m].data_ptr<F>();
+    p.mu[m] = mu[m].data();
     gout[m] = a.gout[m].data_ptr<Y>();
   }
   X* gx = a.gx.data_ptr<X>();
@@ -113,13 +132,18 @@ void backward_impl(const TokenMixBackwardArgs& a) {
       }
     }
   });
+  // ∂L/∂μ_j summed in F, rounded once to the μ dtype.
+  std::vector<F> gmu(static_cast<size_t>(C));
   for (int m = 0; m < p.mixes; ++m) {
-    F* gmu = a.gmu[m].data_ptr<F>();
-    std::fill(gmu, gmu + C, F(0));
+    std::fill(gmu.begin(), gmu.end(), F(0));
     for (int64_t task = 0; task < tasks; ++task) {
       const F* row = partial.data() + (m * tasks + task) * C;
       for (int64_t c = 0; c < C; ++c) gmu[c] += row[c];
     }
+    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, a.gmu[m].scalar_type(), "token mix gmu", [&] {
+      scalar_t* dst = a.gmu[m].data_ptr<scalar_t>();
+      for (int64_t c = 0; c < C; ++c) dst[c] = static_cast<scalar_t>(gmu[c]);
+    });
   }
 }
 

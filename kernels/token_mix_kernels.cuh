@@ -42,6 +42,11 @@ __device__ __forceinline__ MixSlot mix_slot(const Args& a, int64_t idx) {
   return MixSlot{true, b, c, bj, t0, t1, first, xx};
 }
 
+// μ_j of channel c as stored (fp32 or bf16), read once per thread.
+__device__ __forceinline__ float mu_at(const void* mu, TokenMixParam param, int64_t c) {
+  return param == TokenMixParam::bf16 ? load(static_cast<const __nv_bfloat16*>(mu)[c]) : static_cast<const float*>(mu)[c];
+}
+
 // X: the type of x, prev, gx, gprev; Y: the type of the mixes and their gradients.
 template <class X, class Y, int kMixes>
 __global__ void mix_forward_kernel(TokenMixCudaForward a) {
@@ -51,7 +56,7 @@ __global__ void mix_forward_kernel(TokenMixCudaForward a) {
   const X* __restrict__ x = static_cast<const X*>(a.x);
   float xx = slot.xx;
   float mu[kMixes];
-  for (int m = 0; m < kMixes; ++m) mu[m] = a.mu[m][c];
+  for (int m = 0; m < kMixes; ++m) mu[m] = mu_at(a.mu[m], a.param, c);
   for (int64_t t = t0, o = first; t < t1; ++t, o += a.C) {
     const float xt = load(x[o]);
     for (int m = 0; m < kMixes; ++m) static_cast<Y*>(a.out[m])[o] = store<Y>(token_mix::mix(xt, xx, mu[m]));
@@ -69,7 +74,7 @@ __global__ void mix_backward_kernel(TokenMixCudaBackward a) {
   float xx = slot.xx;
   float mu[kMixes], g[kMixes], gmu[kMixes];
   for (int m = 0; m < kMixes; ++m) {
-    mu[m] = a.mu[m][c];
+    mu[m] = mu_at(a.mu[m], a.param, c);
     g[m] = load(static_cast<const Y*>(a.gout[m])[first]);
     gmu[m] = 0.f;
   }

@@ -37,8 +37,12 @@ std::array<int64_t, 3> check_common(const at::Tensor& x, const at::Tensor& prev,
   const auto yt = mixed[0].scalar_type();
   TORCH_CHECK(yt == xt || (xt == at::kFloat && yt == at::kBFloat16), "token mix: ", mixed_name, " dtype ", yt,
               " for x of dtype ", xt, " (the x dtype, or bfloat16 for float32 x)");
+  TORCH_CHECK(mu[0].defined(), "token mix: mu[0] is missing");
+  const auto mt = mu[0].scalar_type();
+  TORCH_CHECK(mt == at::kFloat || mt == at::kBFloat16 || (mt == at::kDouble && x.is_cpu()),
+              "token mix: mu dtype must be float32 or bfloat16 (float64 on the CPU), got ", mt);
   for (size_t m = 0; m < n; ++m) {
-    check_tensor(mu[m], "mu[" + std::to_string(m) + "]", token_mix_acc_dtype(xt), {C}, x.device());
+    check_tensor(mu[m], "mu[" + std::to_string(m) + "]", mt, {C}, x.device());
     check_tensor(mixed[m], std::string(mixed_name) + "[" + std::to_string(m) + "]", yt, {B, T, C}, x.device());
   }
   return {B, T, C};
@@ -56,8 +60,6 @@ std::vector<c10::IValue> census_inputs(std::initializer_list<const at::Tensor*> 
 
 }  // namespace
 
-at::ScalarType token_mix_acc_dtype(at::ScalarType x_dtype) { return x_dtype == at::kDouble ? at::kDouble : at::kFloat; }
-
 TokenMixIo token_mix_kernel_io(const at::Tensor& x, const at::Tensor& mixed) {
   const auto xt = x.scalar_type(), yt = mixed.scalar_type();
   if (xt == at::kFloat && yt == at::kFloat) return TokenMixIo::f32;
@@ -67,11 +69,18 @@ TokenMixIo token_mix_kernel_io(const at::Tensor& x, const at::Tensor& mixed) {
   return TokenMixIo::bf16;
 }
 
+TokenMixParam token_mix_kernel_param(const at::Tensor& mu) {
+  TORCH_CHECK(mu.scalar_type() == at::kFloat || mu.scalar_type() == at::kBFloat16,
+              "token mix kernels: mu must be float32 or bfloat16, got ", mu.scalar_type());
+  return mu.scalar_type() == at::kBFloat16 ? TokenMixParam::bf16 : TokenMixParam::f32;
+}
+
 TokenMixCudaForward token_mix_kernel_args(const TokenMixForwardArgs& a, int64_t chunk) {
-  TokenMixCudaForward k{a.x.size(0), a.x.size(1), a.x.size(2), chunk, static_cast<int>(a.mu.size()),
-                        a.x.data_ptr(), a.prev.defined() ? a.prev.data_ptr() : nullptr, {}, {}};
+  TokenMixCudaForward k{a.x.size(0),    a.x.size(1),   a.x.size(2), chunk, static_cast<int>(a.mu.size()),
+                        token_mix_kernel_param(a.mu[0]), a.x.data_ptr(), a.prev.defined() ? a.prev.data_ptr() : nullptr,
+                        {},             {}};
   for (size_t m = 0; m < a.mu.size(); ++m) {
-    k.mu[m] = a.mu[m].data_ptr<float>();
+    k.mu[m] = a.mu[m].data_ptr();
     k.out[m] = a.out[m].data_ptr();
   }
   return k;
@@ -84,6 +93,7 @@ TokenMixCudaBackward token_mix_kernel_args(const TokenMixBackwardArgs& a, int64_
                          a.x.size(2),
                          chunk,
                          static_cast<int>(a.mu.size()),
+                         token_mix_kernel_param(a.mu[0]),
                          a.x.data_ptr(),
                          a.prev.defined() ? a.prev.data_ptr() : nullptr,
                          {},
@@ -92,7 +102,7 @@ TokenMixCudaBackward token_mix_kernel_args(const TokenMixBackwardArgs& a, int64_
                          a.gprev.defined() ? a.gprev.data_ptr() : nullptr,
                          {}};
   for (size_t m = 0; m < a.mu.size(); ++m) {
-    k.mu[m] = a.mu[m].data_ptr<float>();
+    k.mu[m] = a.mu[m].data_ptr();
     k.gout[m] = a.gout[m].data_ptr();
     k.gmu_partial[m] = gmu_partial[static_cast<int64_t>(m)].data_ptr<float>();
   }

@@ -1,8 +1,10 @@
 #include "kernels/wkv_cpu.h"
 
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/wkv_math.h"
 
@@ -40,11 +42,15 @@ void for_each_block(const Shape& s, const Fn& fn) {
 }
 
 // Raw pointers of one call, so the per-block bodies below need no tensors.
+// w and u are the call's per-channel decay and bonus in F (parameters_in below); a null aa0 is
+// the empty state, a null g_aa_T a final state that does not reach the loss, a null g_aa0 an
+// initial-state gradient nobody wants.
 template <class IO, class F>
 struct ForwardPtrs {
   const F *w, *u;
   const IO *k, *v;
   IO* y;
+  const F *aa0, *bb0, *pp0;
   F *aa, *bb, *pp;
 };
 
@@ -58,13 +64,22 @@ struct BackwardPtrs {
   F *ws_aa, *ws_bb, *ws_pp;
 };
 
+// The n-channel block of the initial state at offset st into sa, sb, sp (the empty state without one).
+template <class F>
+inline void initial_block(const F* aa0, const F* bb0, const F* pp0, int64_t st, int64_t n, F* sa, F* sb, F* sp) {
+  const wkv::State<F> empty = wkv::empty_state<F>();
+  for (int64_t j = 0; j < n; ++j) {
+    sa[j] = aa0 != nullptr ? aa0[st + j] : empty.aa;
+    sb[j] = bb0 != nullptr ? bb0[st + j] : empty.bb;
+    sp[j] = pp0 != nullptr ? pp0[st + j] : empty.pp;
+  }
+}
+
 template <class IO, class F>
 inline void forward_block(const ForwardPtrs<IO, F>& a, const Shape& s, int64_t b, int64_t c0, int64_t n) {
   F sa[kBlock], sb[kBlock], sp[kBlock];
   const int64_t st = b * s.C + c0;
-  std::copy_n(a.aa + st, n, sa);
-  std::copy_n(a.bb + st, n, sb);
-  std::copy_n(a.pp + st, n, sp);
+  initial_block(a.aa0, a.bb0, a.pp0, st, n, sa, sb, sp);
   const F* wb = a.w + c0;
   const F* ub = a.u + c0;
   for (int64_t t = 0; t < s.T; ++t) {
@@ -92,9 +107,7 @@ inline void backward_block(const BackwardPtrs<IO, F>& a, const Shape& s, int64_t
   const F* ub = a.u + c0;
   // Pass 1 (forward): the state before every step.
   F sa[kBlock], sb[kBlock], sp[kBlock];
-  std::copy_n(a.aa0 + st, n, sa);
-  std::copy_n(a.bb0 + st, n, sb);
-  std::copy_n(a.pp0 + st, n, sp);
+  initial_block(a.aa0, a.bb0, a.pp0, st, n, sa, sb, sp);
   for (int64_t t = 0; t < s.T; ++t) {
     const int64_t off = (b * s.T + t) * s.C + c0;
     const IO* kt = a.k + off;
@@ -117,7 +130,8 @@ inline void backward_block(const BackwardPtrs<IO, F>& a, const Shape& s, int64_t
   F ja[kBlock], jb[kBlock], jaw[kBlock], jbw[kBlock], js[kBlock], acc_w[kBlock], acc_u[kBlock];
   for (int64_t j = 0; j < n; ++j) {
     const wkv::Adjoint<F> adj =
-        wkv::adjoint_from_final(wkv::State<F>{sa[j], sb[j], sp[j]}, a.g_aa_T[st + j], a.g_bb_T[st + j]);
+        wkv::adjoint_from_final(wkv::State<F>{sa[j], sb[j], sp[j]}, a.g_aa_T != nullptr ? a.g_aa_T[st + j] : F(0),
+                                a.g_bb_T != nullptr ? a.g_bb_T[st + j] : F(0));
     ja[j] = adj.a;
     jb[j] = adj.b;
     jaw[j] = adj.aw;
@@ -155,10 +169,15 @@ inline void backward_block(const BackwardPtrs<IO, F>& a, const Shape& s, int64_t
       a.gv[off + j] = static_cast<IO>(dvl[j]);
     }
   }
+  // The empty initial state has no gradient and adds nothing to ∂L/∂w (e^pp0 = 0).
+  if (a.aa0 != nullptr) {
+    for (int64_t j = 0; j < n; ++j) {
+      const wkv::Adjoint<F> adj{ja[j], jb[j], jaw[j], jbw[j], js[j]};
+      wkv::backward_initial(wkv::State<F>{a.aa0[st + j], a.bb0[st + j], a.pp0[st + j]}, adj, a.g_aa0[st + j],
+                            a.g_bb0[st + j], a.g_pp0[st + j], acc_w[j]);
+    }
+  }
   for (int64_t j = 0; j < n; ++j) {
-    const wkv::Adjoint<F> adj{ja[j], jb[j], jaw[j], jbw[j], js[j]};
-    wkv::backward_initial(wkv::State<F>{a.aa0[st + j], a.bb0[st + j], a.pp0[st + j]}, adj, a.g_aa0[st + j],
-                          a.g_bb0[st + j], a.g_pp0[st + j], acc_w[j]);
     a.gw[st + j] = acc_w[j];
     a.gu[st + j] = acc_u[j];
   }
@@ -190,10 +209,40 @@ WKV_CPU_BLOCKS(at::BFloat16, float, bf16)
 WKV_CPU_BLOCKS(double, double, f64)
 #undef WKV_CPU_BLOCKS
 
+template <class F>
+F* ptr_or_null(const at::Tensor& t) {
+  return t.defined() ? t.data_ptr<F>() : nullptr;
+}
+
+// The parameters as the recurrences take them: w = −exp(time_decay) (wkv_math.h decay) and
+// u = time_first, per channel in F, read from the parameter dtype. Host-side loops over C: no
+// device op (the CUDA kernels do the same per thread).
+template <class F>
+struct Parameters {
+  std::vector<F> w, u;
+};
+
+template <class F>
+Parameters<F> parameters_in(const at::Tensor& time_decay, const at::Tensor& time_first) {
+  const int64_t C = time_decay.numel();
+  Parameters<F> p{std::vector<F>(static_cast<size_t>(C)), std::vector<F>(static_cast<size_t>(C))};
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, time_decay.scalar_type(), "wkv parameters", [&] {
+    const scalar_t* d = time_decay.data_ptr<scalar_t>();
+    const scalar_t* f = time_first.data_ptr<scalar_t>();
+    for (int64_t c = 0; c < C; ++c) {
+      p.w[c] = wkv::decay(static_cast<F>(d[c]));
+      p.u[c] = static_cast<F>(f[c]);
+    }
+  });
+  return p;
+}
+
 template <class IO, class F, class Block>
 void forward_impl(const WkvForwardArgs& a, const Shape& s, Block block) {
-  const ForwardPtrs<IO, F> p{a.w.data_ptr<F>(),  a.u.data_ptr<F>(),  a.k.data_ptr<IO>(), a.v.data_ptr<IO>(),
-                             a.y.data_ptr<IO>(), a.aa.data_ptr<F>(), a.bb.data_ptr<F>(), a.pp.data_ptr<F>()};
+  const Parameters<F> params = parameters_in<F>(a.time_decay, a.time_first);
+  const ForwardPtrs<IO, F> p{params.w.data(),     params.u.data(),    a.k.data_ptr<IO>(),  a.v.data_ptr<IO>(),
+                             a.y.data_ptr<IO>(),  ptr_or_null<F>(a.aa0), ptr_or_null<F>(a.bb0), ptr_or_null<F>(a.pp0),
+                             a.aa.data_ptr<F>(), a.bb.data_ptr<F>(), a.pp.data_ptr<F>()};
   for_each_block(s, [&](int64_t b, int64_t c0, int64_t n) { block(p, s, b, c0, n); });
 }
 
@@ -201,14 +250,26 @@ template <class IO, class F, class Block>
 void backward_impl(const WkvBackwardArgs& a, const at::Tensor& workspace, const Shape& s, Block block) {
   const int64_t plane = s.B * s.T * s.C;
   F* ws = workspace.data_ptr<F>();
-  const BackwardPtrs<IO, F> p{a.w.data_ptr<F>(),      a.u.data_ptr<F>(),      a.k.data_ptr<IO>(),
-                              a.v.data_ptr<IO>(),     a.gy.data_ptr<IO>(),    a.aa0.data_ptr<F>(),
-                              a.bb0.data_ptr<F>(),    a.pp0.data_ptr<F>(),    a.g_aa_T.data_ptr<F>(),
-                              a.g_bb_T.data_ptr<F>(), a.gk.data_ptr<IO>(),    a.gv.data_ptr<IO>(),
-                              a.gw.data_ptr<F>(),     a.gu.data_ptr<F>(),     a.g_aa0.data_ptr<F>(),
-                              a.g_bb0.data_ptr<F>(),  a.g_pp0.data_ptr<F>(),  ws,
-                              ws + plane,             ws + 2 * plane};
+  const Parameters<F> params = parameters_in<F>(a.time_decay, a.time_first);
+  const BackwardPtrs<IO, F> p{params.w.data(),           params.u.data(),           a.k.data_ptr<IO>(),
+                              a.v.data_ptr<IO>(),        a.gy.data_ptr<IO>(),       ptr_or_null<F>(a.aa0),
+                              ptr_or_null<F>(a.bb0),     ptr_or_null<F>(a.pp0),     ptr_or_null<F>(a.g_aa_T),
+                              ptr_or_null<F>(a.g_bb_T),  a.gk.data_ptr<IO>(),       a.gv.data_ptr<IO>(),
+                              ws + 3 * plane,            ws + 3 * plane + s.B * s.C, ptr_or_null<F>(a.g_aa0),
+                              ptr_or_null<F>(a.g_bb0),   ptr_or_null<F>(a.g_pp0),   ws,
+                              ws + plane,                ws + 2 * plane};
   for_each_block(s, [&](int64_t b, int64_t c0, int64_t n) { block(p, s, b, c0, n); });
+  // The parameters' gradients, summed over the batch and stored in their own dtype.
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, a.g_decay.scalar_type(), "wkv parameter gradients", [&] {
+    scalar_t* gd = a.g_decay.data_ptr<scalar_t>();
+    scalar_t* gf = a.g_first.data_ptr<scalar_t>();
+    for (int64_t c = 0; c < s.C; ++c) {
+      F g_decay, g_first;
+      wkv::parameter_grads(p.gw, p.gu, s.B, s.C, c, params.w[c], g_decay, g_first);
+      gd[c] = static_cast<scalar_t>(g_decay);
+      gf[c] = static_cast<scalar_t>(g_first);
+    }
+  });
 }
 
 Shape shape_of(const at::Tensor& k) { return Shape{k.size(0), k.size(1), k.size(2)}; }

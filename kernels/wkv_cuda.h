@@ -17,6 +17,8 @@ cudaError_t wkv_forward(WkvIo io, const WkvCudaForward& args, cudaStream_t strea
 // chunks per (b, c) in between. `chunk_state` is (3, ceil(T/chunk), B, C) fp32 scratch.
 cudaError_t wkv_forward_chunked(WkvIo io, const WkvCudaForward& args, int64_t chunk, float* chunk_state,
                                 cudaStream_t stream);
+// Two launches: the per-(b, c) recurrences, then one thread per channel summing ∂L/∂w and ∂L/∂u
+// over the batch into ∂L/∂time_decay and ∂L/∂time_first (the chunked backward ends the same way).
 cudaError_t wkv_backward(WkvIo io, const WkvCudaBackward& args, cudaStream_t stream);
 // The time-parallel backward (kernels/wkv_math.h "Chunked backward") in chunks of `chunk` tokens;
 // `scratch` holds wkv_backward_chunked_scratch(args, chunk) floats on the kernels' device. Same

@@ -44,6 +44,26 @@ __device__ __forceinline__ void over_time(int64_t n, int64_t o, int64_t stride, 
 // Steps loaded ahead: the forward reads 2 values a step, the backward's reverse pass 6.
 constexpr int kAheadForward = 8, kAheadBackward = 4;
 
+// The parameters in their own dtype (fp32 or bf16), read once per thread: w = −exp(time_decay)
+// is computed here (wkv_math.h decay), so no exp, neg or cast runs before the kernels.
+__device__ __forceinline__ float param_at(const void* p, WkvIo io, int64_t c) {
+  return io == WkvIo::bf16 ? load(static_cast<const __nv_bfloat16*>(p)[c]) : static_cast<const float*>(p)[c];
+}
+template <class Args>
+__device__ __forceinline__ float decay_at(const Args& a, int64_t c) {
+  return wkv::decay(param_at(a.time_decay, a.param, c));
+}
+template <class Args>
+__device__ __forceinline__ float first_at(const Args& a, int64_t c) {
+  return param_at(a.time_first, a.param, c);
+}
+
+// The state before token 0 of channel bc: the given one, or the empty state without one.
+template <class Args>
+__device__ __forceinline__ wkv::State<float> initial_state(const Args& a, int64_t bc) {
+  return a.aa0 != nullptr ? wkv::State<float>{a.aa0[bc], a.bb0[bc], a.pp0[bc]} : wkv::empty_state<float>();
+}
+
 struct KV {
   float k, v;
 };
@@ -59,8 +79,8 @@ __global__ void forward_kernel(WkvCudaForward a) {
   const IO* __restrict__ k = static_cast<const IO*>(a.k);
   const IO* __restrict__ v = static_cast<const IO*>(a.v);
   IO* __restrict__ y = static_cast<IO*>(a.y);
-  const float w = a.w[c], u = a.u[c];
-  wkv::State<float> s{a.aa[idx], a.bb[idx], a.pp[idx]};
+  const float w = decay_at(a, c), u = first_at(a, c);
+  wkv::State<float> s = initial_state(a, idx);
   over_time<kAheadForward>(
       a.T, b * a.T * a.C + c, a.C, [&](int64_t o) { return KV{load(k[o]), load(v[o])}; },
       [&](const KV& in, int64_t o) { y[o] = store<IO>(wkv::forward_step(s, w, u, in.k, in.v)); });
@@ -119,22 +139,53 @@ __device__ __forceinline__ void adjoint_walk(const WkvCudaBackward& a, int64_t n
       });
 }
 
+// The adjoint after the last token of channel bc, from the final state's gradient (none: zero).
+__device__ __forceinline__ wkv::Adjoint<float> adjoint_after_last(const WkvCudaBackward& a,
+                                                                  const wkv::State<float>& final_state, int64_t bc) {
+  return a.g_aa_T != nullptr ? wkv::adjoint_from_final(final_state, a.g_aa_T[bc], a.g_bb_T[bc])
+                             : wkv::adjoint_from_final(final_state, 0.f, 0.f);
+}
+
+// The initial state's gradients and share of ∂L/∂w from the adjoint before token 0; the empty
+// state has none (e^pp0 = 0).
+__device__ __forceinline__ void initial_state_grads(const WkvCudaBackward& a, const wkv::Adjoint<float>& adj,
+                                                    int64_t bc, float& acc_w) {
+  if (a.aa0 != nullptr)
+    wkv::backward_initial(wkv::State<float>{a.aa0[bc], a.bb0[bc], a.pp0[bc]}, adj, a.g_aa0[bc], a.g_bb0[bc],
+                          a.g_pp0[bc], acc_w);
+}
+
+// After either backward: per channel, ∂L/∂time_decay and ∂L/∂time_first from the per-(b, c)
+// partials, summed over the batch in order and stored in the parameter dtype (one thread per c).
+__global__ void parameter_grads_kernel(WkvCudaBackward a) {
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= a.C) return;
+  float g_decay, g_first;
+  wkv::parameter_grads<float>(a.gw, a.gu, a.B, a.C, c, decay_at(a, c), g_decay, g_first);
+  if (a.param == WkvIo::bf16) {
+    static_cast<__nv_bfloat16*>(a.g_decay)[c] = store<__nv_bfloat16>(g_decay);
+    static_cast<__nv_bfloat16*>(a.g_first)[c] = store<__nv_bfloat16>(g_first);
+  } else {
+    static_cast<float*>(a.g_decay)[c] = g_decay;
+    static_cast<float*>(a.g_first)[c] = g_first;
+  }
+}
+
 template <class IO>
 __global__ void backward_kernel(WkvCudaBackward a) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= a.B * a.C) return;
   const int64_t b = idx / a.C, c = idx % a.C;
-  const float w = a.w[c], u = a.u[c];
+  const float w = decay_at(a, c), u = first_at(a, c);
   const int64_t first = b * a.T * a.C + c;
   // Pass 1 (forward): the state before every step.
-  wkv::State<float> s{a.aa0[idx], a.bb0[idx], a.pp0[idx]};
+  wkv::State<float> s = initial_state(a, idx);
   state_walk<IO, true>(a, a.T, first, w, s);
   // Pass 2 (reverse): every gradient.
-  wkv::Adjoint<float> adj = wkv::adjoint_from_final(s, a.g_aa_T[idx], a.g_bb_T[idx]);
+  wkv::Adjoint<float> adj = adjoint_after_last(a, s, idx);
   float acc_w = 0.f, acc_u = 0.f;
   adjoint_walk<IO, true>(a, a.T, first + (a.T - 1) * a.C, w, u, adj, acc_w, acc_u);
-  wkv::backward_initial(wkv::State<float>{a.aa0[idx], a.bb0[idx], a.pp0[idx]}, adj, a.g_aa0[idx], a.g_bb0[idx],
-                        a.g_pp0[idx], acc_w);
+  initial_state_grads(a, adj, idx, acc_w);
   a.gw[idx] = acc_w;
   a.gu[idx] = acc_u;
 }
@@ -157,7 +208,7 @@ __global__ void chunk_pass_kernel(WkvCudaForward a, ChunkGrid g) {
   const IO* __restrict__ k = static_cast<const IO*>(a.k);
   const IO* __restrict__ v = static_cast<const IO*>(a.v);
   IO* __restrict__ y = static_cast<IO*>(a.y);
-  const float w = a.w[c], u = a.u[c];
+  const float w = decay_at(a, c), u = first_at(a, c);
   const int64_t t0 = j * g.chunk, t1 = t0 + g.chunk < a.T ? t0 + g.chunk : a.T;
   // Pass 1 (kOutput false): the chunk's summary from the empty state. Pass 3: y from its start state.
   wkv::State<float> s = kOutput ? wkv::State<float>{g.state[idx], g.state[n + idx], g.state[2 * n + idx]}
@@ -182,8 +233,8 @@ __global__ void chunk_scan_kernel(WkvCudaForward a, ChunkGrid g) {
   const int64_t bc = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (bc >= a.B * a.C) return;
   const int64_t n = g.chunks * a.B * a.C, c = bc % a.C;
-  const float w = a.w[c];
-  wkv::State<float> s{a.aa[bc], a.bb[bc], a.pp[bc]};
+  const float w = decay_at(a, c);
+  wkv::State<float> s = initial_state(a, bc);
   for (int64_t j = 0, i = bc; j < g.chunks; ++j, i += a.B * a.C) {
     const wkv::State<float> summary{g.state[i], g.state[n + i], g.state[2 * n + i]};
     g.state[i] = s.aa;
@@ -247,7 +298,7 @@ __global__ void backward_states_kernel(WkvCudaBackward a, BackwardChunks g) {
   const int64_t j = idx / (a.B * a.C), bc = idx % (a.B * a.C), b = bc / a.C, c = bc % a.C;
   wkv::State<float> s =
       kStates ? wkv::State<float>{g.fs[idx], g.fs[n + idx], g.fs[2 * n + idx]} : wkv::empty_state<float>();
-  state_walk<IO, kStates>(a, g.length(a, j), (b * a.T + j * g.chunk) * a.C + c, a.w[c], s);
+  state_walk<IO, kStates>(a, g.length(a, j), (b * a.T + j * g.chunk) * a.C + c, decay_at(a, c), s);
   if (!kStates) {
     g.fs[idx] = s.aa;
     g.fs[n + idx] = s.bb;
@@ -261,8 +312,8 @@ __global__ void backward_state_scan_kernel(WkvCudaBackward a, BackwardChunks g) 
   const int64_t bc = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (bc >= a.B * a.C) return;
   const int64_t n = g.n(a);
-  const float w = a.w[bc % a.C];
-  wkv::State<float> s{a.aa0[bc], a.bb0[bc], a.pp0[bc]};
+  const float w = decay_at(a, bc % a.C);
+  wkv::State<float> s = initial_state(a, bc);
   for (int64_t j = 0, i = bc; j < g.chunks; ++j, i += a.B * a.C) {
     const wkv::State<float> summary{g.fs[i], g.fs[n + i], g.fs[2 * n + i]};
     g.fs[i] = s.aa;
@@ -284,7 +335,8 @@ __global__ void backward_adjoint_kernel(WkvCudaBackward a, BackwardChunks g) {
   const int64_t len = g.length(a, j);
   wkv::Adjoint<float> adj = kGrads ? get_adjoint(g.adj, n, idx) : wkv::empty_adjoint<float>();
   float acc_w = 0.f, acc_u = 0.f;
-  adjoint_walk<IO, kGrads>(a, len, (b * a.T + j * g.chunk + len - 1) * a.C + c, a.w[c], a.u[c], adj, acc_w, acc_u);
+  adjoint_walk<IO, kGrads>(a, len, (b * a.T + j * g.chunk + len - 1) * a.C + c, decay_at(a, c), first_at(a, c), adj,
+                           acc_w, acc_u);
   if (kGrads) {
     g.part[idx] = acc_w;
     g.part[n + idx] = acc_u;
@@ -299,9 +351,9 @@ __global__ void backward_adjoint_scan_kernel(WkvCudaBackward a, BackwardChunks g
   const int64_t bc = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (bc >= a.B * a.C) return;
   const int64_t n = g.n(a);
-  const float w = a.w[bc % a.C];
+  const float w = decay_at(a, bc % a.C);
   wkv::State<float> final_state{0.f, 0.f, g.final_pp[bc]};
-  wkv::Adjoint<float> adj = wkv::adjoint_from_final(final_state, a.g_aa_T[bc], a.g_bb_T[bc]);
+  wkv::Adjoint<float> adj = adjoint_after_last(a, final_state, bc);
   for (int64_t j = g.chunks - 1; j >= 0; --j) {
     const int64_t i = j * a.B * a.C + bc;
     const wkv::Adjoint<float> summary = get_adjoint(g.adj, n, i);
@@ -322,8 +374,7 @@ __global__ void backward_finish_kernel(WkvCudaBackward a, BackwardChunks g) {
     acc_w += g.part[i];
     acc_u += g.part[n + i];
   }
-  wkv::backward_initial(wkv::State<float>{a.aa0[bc], a.bb0[bc], a.pp0[bc]}, get_adjoint(g.start, a.B * a.C, bc),
-                        a.g_aa0[bc], a.g_bb0[bc], a.g_pp0[bc], acc_w);
+  initial_state_grads(a, get_adjoint(g.start, a.B * a.C, bc), bc, acc_w);
   a.gw[bc] = acc_w;
   a.gu[bc] = acc_u;
 }
@@ -338,6 +389,7 @@ cudaError_t launch_backward_chunked(const WkvCudaBackward& a, const BackwardChun
   RWKV_LAUNCH(bc_blocks, kThreads, stream, backward_adjoint_scan_kernel)(a, g);
   RWKV_LAUNCH(chunk_blocks, kThreads, stream, backward_adjoint_kernel<IO, true>)(a, g);
   RWKV_LAUNCH(bc_blocks, kThreads, stream, backward_finish_kernel)(a, g);
+  RWKV_LAUNCH(blocks_for(1, a.C), kThreads, stream, parameter_grads_kernel)(a);
   return cudaGetLastError();
 }
 
@@ -364,6 +416,7 @@ cudaError_t wkv_backward(WkvIo io, const WkvCudaBackward& args, cudaStream_t str
     RWKV_LAUNCH(blocks, kThreads, stream, backward_kernel<__nv_bfloat16>)(args);
   else
     RWKV_LAUNCH(blocks, kThreads, stream, backward_kernel<float>)(args);
+  RWKV_LAUNCH(blocks_for(1, args.C), kThreads, stream, parameter_grads_kernel)(args);
   return cudaGetLastError();
 }
 

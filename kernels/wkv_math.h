@@ -88,6 +88,27 @@ WKV_HD double exp_(double x) {
 #endif
 }
 
+// The decay from the parameter: w = −e^{time_decay} (kernels/README.md "WKV"; the parameter is
+// not the decay itself). Computed inside the kernels from time_decay as stored (fp32 or bf16), so
+// no exp/neg launch and no cast of the parameter precede them; ∂w/∂time_decay = w.
+template <class F>
+WKV_HD F decay(F time_decay) {
+  return -exp_(time_decay);
+}
+
+// ∂L/∂time_decay and ∂L/∂time_first of channel c from the per-(b, c) sums of ∂L/∂w and ∂L/∂u
+// ((B, C) row-major): summed over the batch in order, then ∂L/∂time_decay = w·∂L/∂w.
+template <class F>
+WKV_HD void parameter_grads(const F* gw, const F* gu, int64_t B, int64_t C, int64_t c, F w, F& g_decay, F& g_first) {
+  F sw = F(0), su = F(0);
+  for (int64_t b = 0; b < B; ++b) {
+    sw += gw[b * C + c];
+    su += gu[b * C + c];
+  }
+  g_decay = w * sw;
+  g_first = su;
+}
+
 // ea = e^{a - max(a,b)}, eb = e^{b - max(a,b)} with one exponential: one of them is exactly 1.
 template <class F>
 WKV_HD void exp_pair(F a, F b, F& ea, F& eb) {

@@ -9,23 +9,27 @@
 namespace rwkv::kernels {
 
 // Shapes: k, v, y, gy, gk, gv are (B, T, C), contiguous, one I/O dtype (fp32 or bf16; fp64 on
-// the CPU, for finite-difference checks). w, u are (C); the state tensors are (B, C). w, u, the
-// state and the per-batch partials gw, gu use the accumulation dtype wkv_acc_dtype(I/O dtype).
+// the CPU, for finite-difference checks). time_decay, time_first and their gradients are (C), in
+// one parameter dtype of their own (fp32 or bf16; fp64 too on the CPU): the op reads them as
+// stored and computes w = −exp(time_decay) itself (kernels/wkv_math.h decay), so the caller
+// launches no cast, exp or neg. The state tensors are (B, C) in the accumulation dtype
+// wkv_acc_dtype(I/O dtype).
 struct WkvForwardArgs {
-  at::Tensor w, u, k, v;
-  at::Tensor aa, bb, pp;  // in: the state before token 0; overwritten with the state after token T-1
-  at::Tensor y;           // out
+  at::Tensor time_decay, time_first, k, v;
+  at::Tensor aa0, bb0, pp0;  // the state before token 0; all undefined: the empty state (a fresh sequence)
+  at::Tensor aa, bb, pp;     // out: the state after token T-1
+  at::Tensor y;              // out
 };
 
 struct WkvBackwardArgs {
-  at::Tensor w, u, k, v;
-  at::Tensor aa0, bb0, pp0;  // the state the forward started from
-  at::Tensor gy;             // ∂L/∂y
-  at::Tensor g_aa_T, g_bb_T; // ∂L/∂ of the final aa, bb (zeros when the final state is unused)
+  at::Tensor time_decay, time_first, k, v;
+  at::Tensor aa0, bb0, pp0;   // the state the forward started from (all undefined: the empty state)
+  at::Tensor gy;              // ∂L/∂y
+  at::Tensor g_aa_T, g_bb_T;  // ∂L/∂ of the final aa, bb; both undefined: the final state is unused
   // Outputs.
   at::Tensor gk, gv;
-  at::Tensor gw, gu;              // (B, C): ∂L/∂w and ∂L/∂u per batch row, summed over t
-  at::Tensor g_aa0, g_bb0, g_pp0; // gradient of the initial state
+  at::Tensor g_decay, g_first;     // (C), parameter dtype: ∂L/∂time_decay, ∂L/∂time_first
+  at::Tensor g_aa0, g_bb0, g_pp0;  // gradient of the initial state; defined exactly when aa0 is
 };
 
 // fp64 for fp64 I/O, fp32 otherwise (kernels/README.md "WKV": the state stays fp32 for bf16 I/O).
@@ -35,15 +39,19 @@ at::ScalarType wkv_acc_dtype(at::ScalarType io_dtype);
 void wkv_forward(const WkvForwardArgs& args);
 void wkv_backward(const WkvBackwardArgs& args);
 
+// The backward's scratch in the accumulation dtype: the state before every step (3·B·T·C) and
+// the per-batch-row sums of ∂L/∂w and ∂L/∂u (2·B·C), flat.
+at::Tensor wkv_backward_workspace(const at::Tensor& k);
+
 // The raw-pointer arguments of the CUDA kernels (kernels/wkv_kernel_args.h) for validated
 // tensors: what kernels/wkv_op_cuda.cpp launches on the GPU, and the host-run kernel tests on the
-// CPU. `workspace` as below. The kernels' I/O type comes from k's dtype (fp32 or bf16).
-WkvIo wkv_kernel_io(const at::Tensor& k);
+// CPU. `workspace` from wkv_backward_workspace. The kernels' I/O type comes from k's dtype, their
+// parameter type from time_decay's (fp32 or bf16 each).
+WkvIo wkv_kernel_io(const at::Tensor& t);
 WkvCudaForward wkv_kernel_args(const WkvForwardArgs& args);
 WkvCudaBackward wkv_kernel_args(const WkvBackwardArgs& args, const at::Tensor& workspace);
 
-// The CUDA side (kernels/wkv_op_cuda.cpp; a build without CUDA throws). `workspace` is
-// (3, B, T, C) fp32: the backward's forward pass stores the state before every step there.
+// The CUDA side (kernels/wkv_op_cuda.cpp; a build without CUDA throws).
 void wkv_forward_cuda(const WkvForwardArgs& args);
 void wkv_backward_cuda(const WkvBackwardArgs& args, const at::Tensor& workspace);
 

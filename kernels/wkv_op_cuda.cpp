@@ -32,7 +32,7 @@ void wkv_forward_cuda(const WkvForwardArgs& a) {
   const WkvCudaForward p = wkv_kernel_args(a);
   const int64_t chunk = chunk_tokens();
   if (chunk > 0 && chunk < p.T) {
-    const at::Tensor scratch = at::empty({3, (p.T + chunk - 1) / chunk, p.B, p.C}, a.w.options());
+    const at::Tensor scratch = at::empty({3, (p.T + chunk - 1) / chunk, p.B, p.C}, a.k.options().dtype(at::kFloat));
     C10_CUDA_CHECK(
         cuda::wkv_forward_chunked(io, p, chunk, scratch.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()));
   } else {
@@ -46,7 +46,7 @@ void wkv_backward_cuda(const WkvBackwardArgs& a, const at::Tensor& workspace) {
   const WkvCudaBackward p = wkv_kernel_args(a, workspace);
   const int64_t chunk = chunk_tokens();
   if (chunk > 0 && chunk < p.T) {
-    const at::Tensor scratch = at::empty({cuda::wkv_backward_chunked_scratch(p, chunk)}, a.w.options());
+    const at::Tensor scratch = at::empty({cuda::wkv_backward_chunked_scratch(p, chunk)}, a.k.options().dtype(at::kFloat));
     C10_CUDA_CHECK(
         cuda::wkv_backward_chunked(io, p, chunk, scratch.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()));
   } else {

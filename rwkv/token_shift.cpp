@@ -10,11 +10,12 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// μ_j as the kernels take it: D contiguous elements in the arithmetic dtype (a view of an fp32
-// parameter for fp32 and bf16 x).
-std::vector<torch::Tensor> mu_vectors(at::TensorList mu, at::ScalarType x_dtype) {
+// μ_j as the kernels take it: D contiguous elements in the parameters' own dtype (the first μ's;
+// the model's μ share one). A (1, 1, D) parameter gives a view: no cast or copy is launched, and
+// the kernels read fp32 or bf16 μ whatever x's dtype.
+std::vector<torch::Tensor> mu_vectors(at::TensorList mu) {
   std::vector<torch::Tensor> out;
-  for (const torch::Tensor& m : mu) out.push_back(m.to(kernels::token_mix_acc_dtype(x_dtype)).reshape({-1}).contiguous());
+  for (const torch::Tensor& m : mu) out.push_back(m.to(mu[0].scalar_type()).reshape({-1}).contiguous());
   return out;
 }
 
@@ -26,7 +27,7 @@ class TokenShiftMixFunction : public torch::autograd::Function<TokenShiftMixFunc
     kernels::TokenMixForwardArgs a;
     a.x = x.contiguous();
     if (prev) a.prev = prev->to(x.scalar_type()).contiguous();
-    a.mu = mu_vectors(mu, x.scalar_type());
+    a.mu = mu_vectors(mu);
     for (size_t m = 0; m < mu.size(); ++m) a.out.push_back(torch::empty(x.sizes(), x.options().dtype(mix_dtype)));
     kernels::token_mix_forward(a);
     variable_list saved = {a.x, a.prev};
@@ -43,7 +44,7 @@ class TokenShiftMixFunction : public torch::autograd::Function<TokenShiftMixFunc
     a.x = saved[0];
     a.prev = saved[1];
     const std::vector<torch::Tensor> mu(saved.begin() + 2, saved.end());
-    a.mu = mu_vectors(mu, a.x.scalar_type());
+    a.mu = mu_vectors(mu);
     const auto mix_dtype = static_cast<torch::ScalarType>(ctx->saved_data["mix_dtype"].toInt());
     for (const torch::Tensor& g : grads)
       a.gout.push_back(g.defined() ? g.to(mix_dtype).contiguous() : torch::zeros(a.x.sizes(), a.x.options().dtype(mix_dtype)));

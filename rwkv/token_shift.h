@@ -16,8 +16,9 @@ namespace rwkv {
 //
 // The mixes are in x's dtype, except under autocast to bf16 on x's device, where they are bf16
 // (the dtype the matrix products that read them compute in; the arithmetic is fp32 either way).
-// x may be fp32 or bf16 (fp64 on the CPU, for gradient checks); μ and prev are cast to fp32
-// (fp64 for fp64 x) and x's dtype, and their gradients returned in their own dtypes.
+// x may be fp32 or bf16 (fp64 on the CPU, for gradient checks). μ is read in its own dtype (fp32
+// or bf16, fp64 on the CPU; the arithmetic is fp32, fp64 for fp64 x) and ∂L/∂μ, summed in that
+// precision, comes back in it; prev is cast to x's dtype and its gradient returned in its own.
 std::vector<torch::Tensor> token_shift_mix(const torch::Tensor& x, const torch::Tensor& prev,
                                            const std::vector<torch::Tensor>& mu);
 

@@ -28,10 +28,13 @@ struct WkvOutput {
 // The state before any token: aa = bb = 0, pp = -1e38.
 WkvState wkv_initial_state(int64_t batch, int64_t channels, const torch::Device& device);
 
-// time_decay, time_first: (C) (any float dtype; used in fp32). k, v: (B, T, C), fp32 or bf16
-// (fp64 too on CPU, for gradient checks). Differentiable in time_decay, time_first, k, v and the
-// initial state (aa, bb, pp). The backward needs a transient (3, B, T, C) fp32 workspace (the state
-// before every step; kernels/wkv_cpu.cpp says why); nothing depends on T at compile time.
+// time_decay, time_first: (C), fp32 or bf16 (fp64 too on CPU), read as stored and used in fp32
+// (time_first is cast to time_decay's dtype if they differ); their gradients come back in their
+// dtypes. k, v: (B, T, C), fp32 or bf16 (fp64 too on CPU, for gradient checks). Without a state
+// the sequence starts from the empty one, made inside the kernels (no tensors filled for it).
+// Differentiable in time_decay, time_first, k, v and the initial state (aa, bb, pp). The backward
+// needs a transient (3, B, T, C) fp32 workspace (the state before every step; kernels/wkv_cpu.cpp
+// says why); nothing depends on T at compile time.
 WkvOutput wkv(const torch::Tensor& time_decay, const torch::Tensor& time_first,
               const torch::Tensor& k, const torch::Tensor& v,
               const std::optional<WkvState>& state = std::nullopt);

@@ -211,6 +211,39 @@ TEST_CASE("token_shift_mix in bf16 and under bf16 autocast stays within bf16 rou
   CHECK(max_diff(gx, want.x) / want.x.abs().max().item<double>() < 1e-2);
 }
 
+TEST_CASE("token_shift_mix with bf16 μ computes what fp32 μ of the same values does", "[kernels]") {
+  // The op reads μ as stored and computes in fp32 either way (bf16 parameters: no cast launched
+  // before it), so μ values that bf16 represents give the same mixes and ∂L/∂x bit for bit, and
+  // ∂L/∂μ is the fp32 one rounded once to bf16 (summed in fp32, not in bf16). x in fp32 (the
+  // LayerNorm output under autocast) and in bf16 (bf16 parameters), with and without a carried row.
+  for (const bool with_prev : {false, true})
+    for (const auto xt : {torch::kFloat32, torch::kBFloat16}) {
+      Problem p = make_problem(2, 37, 33, 3, with_prev, 61);
+      p.x = p.x.to(xt);
+      if (with_prev) p.prev = p.prev.to(xt);
+      const auto run_with = [&](torch::ScalarType mt) {
+        const Tensor x = p.x.detach().clone().requires_grad_(true);
+        std::vector<Tensor> mu;
+        for (const Tensor& m : p.mu) mu.push_back(m.to(torch::kBFloat16).to(mt).requires_grad_(true));
+        const auto outs = rwkv::token_shift_mix(x, p.prev, mu);
+        loss_of(outs, p.w).backward();
+        Grads g{x.grad(), Tensor(), {}};
+        for (const Tensor& m : mu) g.mu.push_back(m.grad());
+        return std::pair{outs, g};
+      };
+      const auto [out32, g32] = run_with(torch::kFloat32);
+      const auto [out16, g16] = run_with(torch::kBFloat16);
+      CAPTURE(with_prev, xt);
+      for (size_t j = 0; j < out32.size(); ++j) CHECK(torch::equal(out16[j], out32[j]));
+      CHECK(torch::equal(g16.x, g32.x));
+      for (size_t j = 0; j < g32.mu.size(); ++j) {
+        CHECK(g16.mu[j].scalar_type() == torch::kBFloat16);
+        CHECK(g16.mu[j].sizes() == g32.mu[j].sizes());
+        CHECK(torch::equal(g16.mu[j], g32.mu[j].to(torch::kBFloat16)));
+      }
+    }
+}
+
 TEST_CASE("token_shift_mix gives the same bits whatever the thread count", "[kernels]") {
   const Problem p = make_problem(3, 70, 40, 3, true, 51);
   std::vector<Tensor> mu32;

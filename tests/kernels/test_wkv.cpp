@@ -249,6 +249,38 @@ TEST_CASE("wkv bf16 inputs agree with fp32 within bf16 rounding", "[kernels]") {
   fmt::print("wkv bf16 vs fp32: y {:.3g}, gradients {:.3g} (scaled by 1 + max |reference|)\n", ey, eg);
 }
 
+TEST_CASE("wkv with bf16 parameters computes what fp32 parameters of the same values do", "[kernels]") {
+  // The op reads time_decay and time_first as stored and computes in fp32 either way, so parameters
+  // that bf16 represents give the same bits, with a carried state or without, and their gradients
+  // are the fp32 ones rounded once to bf16 (summed in fp32 first, not in bf16).
+  Inputs in = random_inputs(2, 40, 37, 20, -8, 8, 43);
+  in.time_decay = in.time_decay.to(torch::kBFloat16).to(torch::kFloat64);
+  in.time_first = in.time_first.to(torch::kBFloat16).to(torch::kFloat64);
+  const Tensor r = torch::randn_like(in.k);
+  // A carried state (from a 9-token prefix) and none, one call each: the parameters' gradient is
+  // one op's, not a sum of several calls' (which bf16 would round per call).
+  const rwkv::WkvState prefix = prefix_state(in, 9, torch::kFloat32, 44);
+  for (const auto io : {torch::kFloat32, torch::kBFloat16})
+    for (const bool carried : {false, true}) {
+      const auto run_with = [&](torch::ScalarType param) {
+        Tensor td = leaf(in.time_decay, param), tf = leaf(in.time_first, param);
+        Tensor k = leaf(in.k, io), v = leaf(in.v, io);
+        const Tensor y = carried ? rwkv::wkv(td, tf, k, v, prefix).y : rwkv::wkv(td, tf, k, v).y;
+        (y.to(torch::kFloat64) * r).sum().backward();
+        return Grads{y.detach(), td.grad(), tf.grad(), k.grad(), v.grad()};
+      };
+      const Grads g32 = run_with(torch::kFloat32), g16 = run_with(torch::kBFloat16);
+      CAPTURE(io, carried);
+      REQUIRE(g16.td.scalar_type() == torch::kBFloat16);
+      REQUIRE(g16.tf.scalar_type() == torch::kBFloat16);
+      CHECK(torch::equal(g16.y, g32.y));
+      CHECK(torch::equal(g16.k, g32.k));
+      CHECK(torch::equal(g16.v, g32.v));
+      CHECK(torch::equal(g16.td, g32.td.to(torch::kBFloat16)));
+      CHECK(torch::equal(g16.tf, g32.tf.to(torch::kBFloat16)));
+    }
+}
+
 TEST_CASE("wkv stays finite and exact over T = 100k", "[kernels]") {
   // Small B·C, T = 100000, |k| up to 60 and time_decay over -8..8 (w from -3.4e-4 to -2981).
   // The naive formula costs O(t) per position: it is evaluated at sampled positions.
@@ -281,7 +313,7 @@ TEST_CASE("wkv rejects mismatched inputs with a clear message", "[kernels]") {
   const Tensor td = in.time_decay.to(torch::kFloat32), tf = in.time_first.to(torch::kFloat32);
   const Tensor k = in.k.to(torch::kFloat32), v = in.v.to(torch::kFloat32);
   CHECK_THROWS_WITH(rwkv::wkv(td, tf, k, v.to(torch::kBFloat16)), Catch::Contains("v has dtype"));
-  CHECK_THROWS_WITH(rwkv::wkv(td.narrow(0, 0, 2), tf, k, v), Catch::Contains("w has shape"));
+  CHECK_THROWS_WITH(rwkv::wkv(td.narrow(0, 0, 2), tf, k, v), Catch::Contains("time_decay has shape"));
   CHECK_THROWS_WITH(rwkv::wkv(td, tf, k, v.narrow(1, 0, 4)), Catch::Contains("v has shape"));
 }
 

@@ -78,3 +78,23 @@ TEST_CASE("census: one block's GEMMs, forward and backward, as the shapes say, a
   CHECK(c.backward.by_op.at("rwkv::relu_square_backward").launches == 1);
   for (const char* op : {"aten::sigmoid", "aten::clamp_min", "aten::pow"}) CHECK(c.forward.by_op.count(op) == 0);
 }
+
+TEST_CASE("census: one block's forward launches no per-call casts, fills or copies, fp32 and bf16", "[bench]") {
+  // The WKV kernels start a fresh sequence from the empty state themselves and compute
+  // w = −exp(time_decay) from the parameter as stored; the token-shift mixes read μ as stored
+  // (kernels/README.md): no zeros/fill/clone for the state, no exp/neg, no parameter casts.
+  rwkv::ModelConfig config;
+  config.n_layer = 2;
+  config.n_embd = 8;
+  config.vocab_size = 16;
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const rwkv::bench::BlockCensus c = rwkv::bench::census_block(config, 2, 5, dtype);
+    CAPTURE(dtype);
+    for (const char* op : {"aten::zero_", "aten::fill_", "aten::copy_", "aten::exp", "aten::neg"})
+      CHECK(c.forward.by_op.count(op) == 0);
+    // 7 GEMMs, 2 LayerNorms, 2 token-shift mixes, WKV, 2 gates, relu², 2 residual adds.
+    CHECK(c.forward.total().launches == 17);
+    // Nor does the backward cast the parameters' gradients, or zero-fill the unused final WKV state's.
+    for (const char* op : {"aten::copy_", "aten::mul"}) CHECK(c.backward.by_op.count(op) == 0);
+  }
+}
