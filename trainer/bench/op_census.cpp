@@ -30,6 +30,11 @@ bool runs_no_kernel(const std::string& name) {
   return names.count(name) > 0;
 }
 
+// Operators counted as one launch whatever their CPU implementation calls inside: ATen's CPU
+// LayerNorm backward zero-fills its parameter gradients through a nested zero_ (CUDA's does not),
+// which would otherwise be counted in its place and hide the op itself.
+bool counts_as_one(const std::string& name) { return name == "aten::native_layer_norm_backward"; }
+
 // Operators (with a schema) and the project's kernels, not the other RecordFunction ranges of
 // FUNCTION scope that LibTorch opens (its autograd's "detach", for one).
 bool is_operator(const at::RecordFunction& fn) {
@@ -71,6 +76,8 @@ std::atomic<OpCensusRecorder::Shared*> g_shared{nullptr};
 struct Frame : at::ObserverContext {
   Frame* parent = nullptr;
   bool launched_below = false;
+  bool inside_one = false;  // below an operator that counts_as_one: not counted
+  std::string name;
   std::vector<const c10::TensorImpl*> seen;
   int64_t bytes = 0;
 };
@@ -81,6 +88,8 @@ std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
   auto frame = std::make_unique<Frame>();
   for (const c10::IValue& v : fn.inputs()) add_tensor_bytes(v, frame->seen, frame->bytes);
   frame->parent = t_top;
+  frame->inside_one = t_top != nullptr && (t_top->inside_one || counts_as_one(t_top->name));
+  frame->name = fn.name();
   t_top = frame.get();
   return frame;
 }
@@ -90,7 +99,8 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext* ctx) {
   auto* frame = static_cast<Frame*>(ctx);
   t_top = frame->parent;
   const std::string name = fn.name();
-  const bool launch = !frame->launched_below && !runs_no_kernel(name) && !is_view(fn);
+  const bool launch = !frame->inside_one && (counts_as_one(name) || !frame->launched_below) && !runs_no_kernel(name) &&
+                      !is_view(fn);
   if (frame->parent != nullptr && (launch || frame->launched_below)) frame->parent->launched_below = true;
   OpCensusRecorder::Shared* shared = g_shared.load();
   if (!launch || shared == nullptr) return;

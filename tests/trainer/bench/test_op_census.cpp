@@ -96,5 +96,10 @@ TEST_CASE("census: one block's forward launches no per-call casts, fills or copi
     CHECK(c.forward.total().launches == 17);
     // Nor does the backward cast the parameters' gradients, or zero-fill the unused final WKV state's.
     for (const char* op : {"aten::copy_", "aten::mul"}) CHECK(c.backward.by_op.count(op) == 0);
+    // Both LayerNorms' backward counted as themselves, not as the zero fill ATen's CPU kernel
+    // does inside.
+    REQUIRE(c.backward.by_op.count("aten::native_layer_norm_backward") == 1);
+    CHECK(c.backward.by_op.at("aten::native_layer_norm_backward").launches == 2);
+    CHECK(c.backward.by_op.count("aten::zero_") == 0);
   }
 }
