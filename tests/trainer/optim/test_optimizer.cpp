@@ -45,6 +45,19 @@ TEST_CASE("lr multipliers match the last name component or a prefix wildcard", "
   CHECK(lr_multiplier("blocks.0.att.key.weight", {{"time_*", 5}}) == 1);
 }
 
+namespace {
+
+// Adam's formula in double (decoupled weight decay on): the reference the fused updates are held to.
+void adam_in_double(torch::Tensor& pd, torch::Tensor& md, torch::Tensor& vd, const torch::Tensor& gd, double lr,
+                    int64_t t, const AdamConfig& oc) {
+  md = oc.beta1 * md + (1 - oc.beta1) * gd;
+  vd = oc.beta2 * vd + (1 - oc.beta2) * gd * gd;
+  const double bc1 = 1 - std::pow(oc.beta1, t), bc2 = 1 - std::pow(oc.beta2, t);
+  pd = pd * (1 - lr * oc.weight_decay) - lr / bc1 * md / (vd.sqrt() / std::sqrt(bc2) + oc.eps);
+}
+
+}  // namespace
+
 TEST_CASE("the fused CPU Adam update equals the formula in double over many threaded chunks", "[optim]") {
   // 3 chunks of kernels/adam_cpu.cpp's grain plus a tail that fills no SIMD vector.
   const int64_t n = 3 * (1 << 15) + 7;
@@ -57,11 +70,7 @@ TEST_CASE("the fused CPU Adam update equals the formula in double over many thre
   for (int64_t t = 1; t <= 3; ++t) {
     const torch::Tensor g = torch::randn({n}) * (t == 2 ? 1e-4 : 1.0);  // a step of tiny gradients too
     adam_update(p, g, m, v, lr, /*decay=*/true, t, oc);
-    const torch::Tensor gd = g.to(torch::kFloat64);
-    md = oc.beta1 * md + (1 - oc.beta1) * gd;
-    vd = oc.beta2 * vd + (1 - oc.beta2) * gd * gd;
-    const double bc1 = 1 - std::pow(oc.beta1, t), bc2 = 1 - std::pow(oc.beta2, t);
-    pd = pd * (1 - lr * oc.weight_decay) - lr / bc1 * md / (vd.sqrt() / std::sqrt(bc2) + oc.eps);
+    adam_in_double(pd, md, vd, g.to(torch::kFloat64), lr, t, oc);
   }
   CHECK((p.to(torch::kFloat64) - pd).abs().max().item<double>() < 1e-6);
   // m can cancel to near zero (gradients of both signs): fp32 rounding of its O(1) terms, absolute.
@@ -99,11 +108,7 @@ TEST_CASE("Adam with the clip coefficient folded in equals clipping first, bit f
     CHECK(torch::equal(v, vc));
 
     adam_update(q, gq, qm, qv, lr, /*decay=*/true, t, oc, scale);
-    const torch::Tensor gd = gq.to(torch::kFloat64) * scale;
-    qmd = oc.beta1 * qmd + (1 - oc.beta1) * gd;
-    qvd = oc.beta2 * qvd + (1 - oc.beta2) * gd * gd;
-    const double bc1 = 1 - std::pow(oc.beta1, t), bc2 = 1 - std::pow(oc.beta2, t);
-    qd = qd * (1 - lr * oc.weight_decay) - lr / bc1 * qmd / (qvd.sqrt() / std::sqrt(bc2) + oc.eps);
+    adam_in_double(qd, qmd, qvd, gq.to(torch::kFloat64) * scale, lr, t, oc);
   }
   CHECK((q.to(torch::kFloat64) - qd).abs().max().item<double>() < 1e-6);
   CHECK((qm.to(torch::kFloat64) - qmd).abs().max().item<double>() < 1e-6);
