@@ -11,7 +11,7 @@ void adam_update_cpu(float* __restrict param, const float* __restrict grad, floa
   const AdamScalars c = s;  // by value: the compiler need not reload it through a pointer
   at::parallel_for(0, n, 1 << 15, [=](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const float g = grad[i];
+      const float g = grad[i] * c.grad_scale;
       const float m = exp_avg[i] + (1.0f - c.beta1) * (g - exp_avg[i]);
       const float v = c.beta2 * exp_avg_sq[i] + (1.0f - c.beta2) * g * g;
       exp_avg[i] = m;

@@ -179,6 +179,44 @@ TEST_CASE("prefill then RNN steps equals the parallel forward over the whole seq
   CHECK(worst <= 1e-4);
 }
 
+TEST_CASE("prefill_continue leaves the state and logits of the full forward, chunk after chunk", "[model]") {
+  // The reference: forward(tokens, state), every block at every position. Prefill skips most of
+  // the last block away from the end (rwkv/rnn.h); chunks of 1, 2 and more tokens cover its tail
+  // cases (no earlier position in the chunk, one, several), one layer and three.
+  for (const int64_t L : {int64_t{1}, int64_t{3}}) {
+    INFO("n_layer " << L);
+    const auto c = shape(L, 24, 37, 16, 40);
+    rwkv::RWKV model = random_model(c, torch::kFloat, 5 + L);
+    const int64_t B = 2;
+    const Tensor tokens = random_tokens(B, 12, c.vocab_size, 6);
+    const auto opts = torch::TensorOptions().dtype(torch::kFloat);
+    rwkv::RnnState ours = rwkv::initial_state(c, B, opts), ref = rwkv::initial_state(c, B, opts);
+    int64_t at = 0;
+    for (const int64_t n : {int64_t{1}, int64_t{2}, int64_t{5}, int64_t{1}, int64_t{3}}) {
+      INFO("chunk of " << n << " at " << at);
+      const Tensor chunk = tokens.narrow(1, at, n);
+      const Tensor logits = rwkv::prefill_continue(model, chunk, ours);
+      Tensor full;
+      {
+        torch::NoGradGuard no_grad;
+        full = model->forward(chunk, ref).select(1, n - 1);
+      }
+      CHECK(full.abs().max().item<double>() > 0.1);
+      CHECK(max_diff(logits, full) <= 1e-5);
+      for (int64_t l = 0; l < L; ++l) {
+        const auto& a = ours[static_cast<size_t>(l)];
+        const auto& b = ref[static_cast<size_t>(l)];
+        CHECK(max_diff(a.att.prev_x, b.att.prev_x) <= 1e-6);
+        CHECK(max_diff(a.ffn.prev_x, b.ffn.prev_x) <= 1e-6);
+        CHECK(max_diff(a.att.wkv.aa, b.att.wkv.aa) <= 1e-5 * (1 + b.att.wkv.aa.abs().max().item<double>()));
+        CHECK(max_diff(a.att.wkv.bb, b.att.wkv.bb) <= 1e-5 * (1 + b.att.wkv.bb.abs().max().item<double>()));
+        CHECK(max_diff(a.att.wkv.pp, b.att.wkv.pp) <= 1e-5);
+      }
+      at += n;
+    }
+  }
+}
+
 TEST_CASE("the model's gradient matches central differences (double)", "[model]") {
   const auto c = shape(2, 8, 13);
   rwkv::RWKV model = random_model(c, torch::kDouble, 9);

@@ -67,13 +67,11 @@ void bench_generate(const GenerateOptions& o) {
     RnnState state = initial_state(config, 1, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
     sync();
     const auto t0 = std::chrono::steady_clock::now();
-    torch::Tensor last;  // the hidden state at the context's last token
+    // rwkv generate's prompt pass (rwkv/rnn.h prefill_continue), one chunk after another.
     for (int64_t done = 0; done < ctx; done += o.chunk) {
       const int64_t n = std::min(o.chunk, ctx - done);
-      last = model->hidden(torch::randint(config.vocab_size, {1, n}, longs), state).select(1, n - 1);
+      prefill_continue(model, torch::randint(config.vocab_size, {1, n}, longs), state);
     }
-    // As prefill (rwkv/rnn.h): the prediction after the context, ln_out and the head at its last token only.
-    if (last.defined()) model->logits(last);
     sync();
     const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     torch::Tensor token = torch::randint(config.vocab_size, {1}, longs);

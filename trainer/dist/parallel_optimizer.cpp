@@ -9,6 +9,7 @@
 #include <deque>
 #include <mutex>
 #include <stdexcept>
+#include <utility>
 
 #include "trainer/dist/grad_store.h"
 #include "trainer/dist/grad_sync.h"
@@ -92,15 +93,18 @@ class ReplicatedAdam : public ParallelOptimizer {
 
   void before_last_backward() override { sync_.arm_for_backward(); }
   void reduce_gradients() override { sync_.average(); }
-  void drop_gradients() override { store_.drop(); }
+  void drop_gradients() override {
+    store_.drop();
+    grad_scale_ = 1.0;
+  }
   torch::Tensor grad_norm() override {
     return global_grad_norm(store_.defined(), params_.front().tensor.device());
   }
-  void clip(double norm, double max_norm) override { clip_gradients(store_.defined(), norm, max_norm); }
+  void clip(double norm, double max_norm) override { grad_scale_ = clip_coefficient(norm, max_norm); }
   void step(double lr, const LrMult& mult) override {
     std::vector<torch::Tensor> grads;
     for (size_t i = 0; i < store_.size(); ++i) grads.push_back(store_.get(i));
-    adam_.step(lr, mult, grads);
+    adam_.step(lr, mult, grads, std::exchange(grad_scale_, 1.0));
     if (separate_masters()) {
       torch::NoGradGuard no_grad;
       for (size_t i = 0; i < params_.size(); ++i) params_[i].tensor.copy_(masters_[i].tensor);
@@ -146,6 +150,7 @@ class ReplicatedAdam : public ParallelOptimizer {
   }
 
   NamedTensors params_, masters_;
+  double grad_scale_ = 1.0;  // from clip(), applied by the next step's Adam pass
   Adam adam_;
   GradStore store_;
   GradientSync sync_;
@@ -247,6 +252,7 @@ class ShardedAdam : public ParallelOptimizer {
   void drop_gradients() override {
     store_->drop();
     grad_.zero_();
+    grad_scale_ = 1.0;
   }
 
   torch::Tensor grad_norm() override {
@@ -257,10 +263,7 @@ class ShardedAdam : public ParallelOptimizer {
     return sq.sqrt().reshape({});
   }
 
-  void clip(double norm, double max_norm) override {
-    const double coef = clip_coefficient(norm, max_norm);
-    if (coef != 1.0) grad_.mul_(coef);
-  }
+  void clip(double norm, double max_norm) override { grad_scale_ = clip_coefficient(norm, max_norm); }
 
   void step(double lr, const LrMult& mult) override {
     torch::NoGradGuard no_grad;
@@ -272,7 +275,7 @@ class ShardedAdam : public ParallelOptimizer {
                        exp_avg_.narrow(0, pc.shard_offset, pc.length), exp_avg_sq_.narrow(0, pc.shard_offset, pc.length),
                        lr * lr_multiplier(name, mult), p.dim() == 2});
     }
-    adam_update_all(items, steps_, config_);
+    adam_update_all(items, steps_, config_, std::exchange(grad_scale_, 1.0));
     // Every rank receives the updated parts of the others, in the compute dtype, a few buckets in
     // flight, each gathered in place in one bucket-sized buffer.
     InFlight flight(comm_, kInFlight);
@@ -461,6 +464,7 @@ class ShardedAdam : public ParallelOptimizer {
   bool pending_ = false;     // gradients arrived since the last flush
   std::mutex mutex_;
   int64_t steps_ = 0;
+  double grad_scale_ = 1.0;  // from clip(), applied by the next step's Adam pass
 };
 
 }  // namespace

@@ -60,7 +60,9 @@ class ParallelOptimizer {
   // element is non-finite): a 0-dim fp64 tensor on the parameters' device, not read to the host.
   // Collective for the sharded stages.
   virtual torch::Tensor grad_norm() = 0;
-  // Scales the averaged gradient by clip_coefficient(norm, max_norm).
+  // Scales the averaged gradient by clip_coefficient(norm, max_norm), as part of the next step's
+  // Adam pass (trainer/optim/optimizer.h adam_update_all): the gradients themselves are not
+  // rewritten on the CPU.
   virtual void clip(double norm, double max_norm) = 0;
   // One Adam update at base rate `lr`; afterwards every rank holds the same parameters. Collective.
   virtual void step(double lr, const LrMult& mult) = 0;

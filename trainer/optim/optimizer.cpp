@@ -27,7 +27,7 @@ bool fusable(const torch::Tensor& t) {
 }  // namespace
 
 void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
-                 double plr, bool decay, int64_t t, const AdamConfig& config) {
+                 double plr, bool decay, int64_t t, const AdamConfig& config, double grad_scale) {
   torch::NoGradGuard no_grad;
   const double bc1 = 1.0 - std::pow(config.beta1, static_cast<double>(t));
   const double bc2 = 1.0 - std::pow(config.beta2, static_cast<double>(t));
@@ -39,19 +39,22 @@ void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor&
                                  .eps = static_cast<float>(config.eps),
                                  .step_size = static_cast<float>(plr / bc1),
                                  .inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2)),
-                                 .keep = static_cast<float>(keep)};
+                                 .keep = static_cast<float>(keep),
+                                 .grad_scale = static_cast<float>(grad_scale)};
     kernels::adam_update_cpu(param.data_ptr<float>(), grad.data_ptr<float>(), exp_avg.data_ptr<float>(),
                              exp_avg_sq.data_ptr<float>(), param.numel(), s);
     return;
   }
+  // The fallbacks scale a copy: the caller's gradient is only read, as by the fused pass.
+  const torch::Tensor g = grad_scale == 1.0 ? grad : grad * grad_scale;
   if (param.is_cuda() && param.scalar_type() == torch::kFloat32) {
-    AdamGroup one{{param}, {grad}, {exp_avg}, {exp_avg_sq}};
+    AdamGroup one{{param}, {g}, {exp_avg}, {exp_avg_sq}};
     adam_update_group(one, plr, decay, t, config);
     return;
   }
   if (keep != 1.0) param.mul_(keep);
-  exp_avg.lerp_(grad, 1.0 - config.beta1);
-  exp_avg_sq.mul_(config.beta2).addcmul_(grad, grad, 1.0 - config.beta2);
+  exp_avg.lerp_(g, 1.0 - config.beta1);
+  exp_avg_sq.mul_(config.beta2).addcmul_(g, g, 1.0 - config.beta2);
   const auto denom = (exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(config.eps);
   param.addcdiv_(exp_avg, denom, -plr / bc1);
 }
@@ -69,7 +72,7 @@ void adam_update_group(AdamGroup& group, double plr, bool decay, int64_t t, cons
                     /*amsgrad=*/false, /*maximize=*/false);
 }
 
-void Adam::step(double lr, const LrMult& mult, const std::vector<torch::Tensor>& grads) {
+void Adam::step(double lr, const LrMult& mult, const std::vector<torch::Tensor>& grads, double grad_scale) {
   TORCH_CHECK(grads.size() == slots_.size(), "Adam::step: ", grads.size(), " gradients for ", slots_.size(),
               " parameters");
   ++steps_;
@@ -79,10 +82,10 @@ void Adam::step(double lr, const LrMult& mult, const std::vector<torch::Tensor>&
     if (grads[i].defined())
       items.push_back({s.param, grads[i], s.exp_avg, s.exp_avg_sq, lr * lr_multiplier(s.name, mult), s.decay});
   }
-  adam_update_all(items, steps_, config_);
+  adam_update_all(items, steps_, config_, grad_scale);
 }
 
-void adam_update_all(const std::vector<AdamItem>& items, int64_t t, const AdamConfig& config) {
+void adam_update_all(const std::vector<AdamItem>& items, int64_t t, const AdamConfig& config, double grad_scale) {
   // On CUDA one fused pass per (learning rate, decay) group: three or four launches per step
   // rather than seven kernels per tensor (trainer/README.md "Optimizer and schedule").
   const bool grouped = !items.empty() && items.front().param.is_cuda();
@@ -90,7 +93,7 @@ void adam_update_all(const std::vector<AdamItem>& items, int64_t t, const AdamCo
   for (const auto& item : items) {
     if (!grouped) {
       auto param = item.param, m = item.exp_avg, v = item.exp_avg_sq;
-      adam_update(param, item.grad, m, v, item.plr, item.decay, t, config);
+      adam_update(param, item.grad, m, v, item.plr, item.decay, t, config, grad_scale);
       continue;
     }
     const std::pair key{item.plr, item.decay};
@@ -100,6 +103,10 @@ void adam_update_all(const std::vector<AdamItem>& items, int64_t t, const AdamCo
     it->second.grads.push_back(item.grad);
     it->second.exp_avgs.push_back(item.exp_avg);
     it->second.exp_avg_sqs.push_back(item.exp_avg_sq);
+  }
+  if (grad_scale != 1.0) {
+    torch::NoGradGuard no_grad;
+    for (auto& [key, group] : groups) at::_foreach_mul_(group.grads, grad_scale);
   }
   for (auto& [key, group] : groups) adam_update_group(group, key.first, key.second, t, config);
 }

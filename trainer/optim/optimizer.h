@@ -29,8 +29,9 @@ class Adam {
   Adam(NamedTensors params, const AdamConfig& config);
 
   // One update at base learning rate `lr`, multipliers `mult`, from `grads` (fp32, one per
-  // parameter in order; an undefined one leaves its parameter and moments as they are).
-  void step(double lr, const LrMult& mult, const std::vector<torch::Tensor>& grads);
+  // parameter in order; an undefined one leaves its parameter and moments as they are) scaled by
+  // `grad_scale` (the clip coefficient: see adam_update_all).
+  void step(double lr, const LrMult& mult, const std::vector<torch::Tensor>& grads, double grad_scale = 1.0);
   int64_t steps() const { return steps_; }
 
   // State for checkpoints: "exp_avg.<name>" and "exp_avg_sq.<name>" plus the step count.
@@ -50,9 +51,11 @@ class Adam {
 };
 
 // The update of one tensor (or a contiguous piece of one: ZeRO shards) at step `t`, learning
-// rate `plr` (multiplier applied), with weight decay when `decay`; all four tensors alike.
+// rate `plr` (multiplier applied), with weight decay when `decay`, from grad·grad_scale; all four
+// tensors alike. The result equals clip_gradients by the same coefficient followed by the update
+// with grad_scale 1, bit for bit on the CPU (the scaled gradient is rounded to fp32 first).
 void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
-                 double plr, bool decay, int64_t t, const AdamConfig& config);
+                 double plr, bool decay, int64_t t, const AdamConfig& config, double grad_scale = 1.0);
 
 // Tensors that share one learning rate and decay flag, updated by one multi-tensor pass.
 struct AdamGroup {
@@ -70,10 +73,14 @@ struct AdamItem {
   double plr;
   bool decay;
 };
-// The updates of many tensors (or pieces of them) at step `t`: on CUDA grouped by (plr, decay)
-// into multi-tensor passes (adam_update_group: a few launches per step, not one or seven per
-// tensor), elsewhere one adam_update each.
-void adam_update_all(const std::vector<AdamItem>& items, int64_t t, const AdamConfig& config);
+// The updates of many tensors (or pieces of them) at step `t` from their gradients scaled by
+// `grad_scale` (the clip coefficient, issue 18: on the CPU the scaling is part of Adam's one pass
+// instead of a pass of its own that reads and writes every gradient; on CUDA one multi-tensor
+// scaling of the gradients, in place): on CUDA grouped by (plr, decay) into multi-tensor passes
+// (adam_update_group: a few launches per step, not one or seven per tensor), elsewhere one
+// adam_update each.
+void adam_update_all(const std::vector<AdamItem>& items, int64_t t, const AdamConfig& config,
+                     double grad_scale = 1.0);
 
 // The global L2 norm of `grads` (defined tensors), a 0-dim fp64 tensor on `device`, not read to
 // the host (the training step reads it with the loss, trainer/train/train_step.h); +inf/NaN when
@@ -81,7 +88,8 @@ void adam_update_all(const std::vector<AdamItem>& items, int64_t t, const AdamCo
 torch::Tensor global_grad_norm(const std::vector<torch::Tensor>& grads, const torch::Device& device);
 // max_norm/(norm + 1e-6) when norm > max_norm, else 1 (torch's clip_grad_norm_; 0 disables).
 double clip_coefficient(double norm, double max_norm);
-// Scales `grads` in place by clip_coefficient(norm, max_norm).
+// Scales `grads` in place by clip_coefficient(norm, max_norm) (what the optimizers fold into
+// their update instead; the reference the tests compare them with).
 void clip_gradients(const std::vector<torch::Tensor>& grads, double norm, double max_norm);
 
 }  // namespace rwkv::trainer

@@ -45,6 +45,19 @@ TEST_CASE("lr multipliers match the last name component or a prefix wildcard", "
   CHECK(lr_multiplier("blocks.0.att.key.weight", {{"time_*", 5}}) == 1);
 }
 
+namespace {
+
+// Adam's formula in double (decoupled weight decay on): the reference the fused updates are held to.
+void adam_in_double(torch::Tensor& pd, torch::Tensor& md, torch::Tensor& vd, const torch::Tensor& gd, double lr,
+                    int64_t t, const AdamConfig& oc) {
+  md = oc.beta1 * md + (1 - oc.beta1) * gd;
+  vd = oc.beta2 * vd + (1 - oc.beta2) * gd * gd;
+  const double bc1 = 1 - std::pow(oc.beta1, t), bc2 = 1 - std::pow(oc.beta2, t);
+  pd = pd * (1 - lr * oc.weight_decay) - lr / bc1 * md / (vd.sqrt() / std::sqrt(bc2) + oc.eps);
+}
+
+}  // namespace
+
 TEST_CASE("the fused CPU Adam update equals the formula in double over many threaded chunks", "[optim]") {
   // 3 chunks of kernels/adam_cpu.cpp's grain plus a tail that fills no SIMD vector.
   const int64_t n = 3 * (1 << 15) + 7;
@@ -57,16 +70,49 @@ TEST_CASE("the fused CPU Adam update equals the formula in double over many thre
   for (int64_t t = 1; t <= 3; ++t) {
     const torch::Tensor g = torch::randn({n}) * (t == 2 ? 1e-4 : 1.0);  // a step of tiny gradients too
     adam_update(p, g, m, v, lr, /*decay=*/true, t, oc);
-    const torch::Tensor gd = g.to(torch::kFloat64);
-    md = oc.beta1 * md + (1 - oc.beta1) * gd;
-    vd = oc.beta2 * vd + (1 - oc.beta2) * gd * gd;
-    const double bc1 = 1 - std::pow(oc.beta1, t), bc2 = 1 - std::pow(oc.beta2, t);
-    pd = pd * (1 - lr * oc.weight_decay) - lr / bc1 * md / (vd.sqrt() / std::sqrt(bc2) + oc.eps);
+    adam_in_double(pd, md, vd, g.to(torch::kFloat64), lr, t, oc);
   }
   CHECK((p.to(torch::kFloat64) - pd).abs().max().item<double>() < 1e-6);
   // m can cancel to near zero (gradients of both signs): fp32 rounding of its O(1) terms, absolute.
   CHECK((m.to(torch::kFloat64) - md).abs().max().item<double>() < 1e-6);
   CHECK(((v.to(torch::kFloat64) - vd).abs() / (vd.abs() + 1e-12)).max().item<double>() < 1e-5);
+}
+
+TEST_CASE("Adam with the clip coefficient folded in equals clipping first, bit for bit, and the formula in double",
+          "[optim]") {
+  // The fused CPU pass (contiguous) against clip_gradients + the update unscaled; the fallback
+  // (a transposed, non-contiguous parameter) against the formula in double. Step 2 does not clip.
+  torch::manual_seed(14);
+  AdamConfig oc;
+  oc.weight_decay = 0.05;
+  const double lr = 3e-3;
+  const int64_t n = 3 * (1 << 15) + 7;
+  torch::Tensor p = torch::randn({n}), m = torch::zeros({n}), v = torch::zeros({n});
+  torch::Tensor pc = p.clone(), mc = m.clone(), vc = v.clone();
+  torch::Tensor q = torch::randn({33, 64}).t(), qm = torch::zeros({64, 33}), qv = torch::zeros({64, 33});
+  REQUIRE_FALSE(q.is_contiguous());
+  torch::Tensor qd = q.to(torch::kFloat64), qmd = qm.to(torch::kFloat64), qvd = qv.to(torch::kFloat64);
+  for (int64_t t = 1; t <= 3; ++t) {
+    const torch::Tensor g = torch::randn({n}) * 3, gq = torch::randn({64, 33}) * 3;
+    const double norm = t == 2 ? 0.5 : global_grad_norm({g, gq}, torch::kCPU).item<double>();
+    const double scale = clip_coefficient(norm, 1.0);
+    REQUIRE(scale == (t == 2 ? 1.0 : 1.0 / (norm + 1e-6)));
+    const torch::Tensor g_before = g.clone();
+    adam_update(p, g, m, v, lr, /*decay=*/true, t, oc, scale);
+    CHECK(torch::equal(g, g_before));  // the gradient is read, not rewritten
+    const torch::Tensor clipped = g.clone();
+    clip_gradients({clipped}, norm, 1.0);
+    adam_update(pc, clipped, mc, vc, lr, /*decay=*/true, t, oc);
+    CHECK(torch::equal(p, pc));
+    CHECK(torch::equal(m, mc));
+    CHECK(torch::equal(v, vc));
+
+    adam_update(q, gq, qm, qv, lr, /*decay=*/true, t, oc, scale);
+    adam_in_double(qd, qmd, qvd, gq.to(torch::kFloat64) * scale, lr, t, oc);
+  }
+  CHECK((q.to(torch::kFloat64) - qd).abs().max().item<double>() < 1e-6);
+  CHECK((qm.to(torch::kFloat64) - qmd).abs().max().item<double>() < 1e-6);
+  CHECK(((qv.to(torch::kFloat64) - qvd).abs() / (qvd.abs() + 1e-12)).max().item<double>() < 1e-5);
 }
 
 TEST_CASE("the multi-tensor fused AdamW group (the CUDA path) equals the formula in double", "[optim]") {
