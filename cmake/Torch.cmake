@@ -12,6 +12,14 @@ if(NOT Torch_DIR AND EXISTS "${RWKV_PYTHON}")
   endif()
 endif()
 find_package(Torch REQUIRED)
+# at::parallel_for (ATen/Parallel-inl.h) splits a loop over threads only in translation units built
+# with OpenMP (_OPENMP selects ATen/ParallelOpenMP.h); elsewhere it runs the whole loop on the
+# calling thread. Without this every CPU kernel of ours (kernels/*_cpu.cpp) ran on one thread while
+# LibTorch's own ran on all. Every C++ target, the precompiled header included, gets the flag (the
+# header must be built with the flags of its users). The wheel's libgomp.so.1 has the soname of the
+# compiler's, so one OpenMP runtime serves both at run time.
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+link_libraries(OpenMP::OpenMP_CXX)
 if(RWKV_HAVE_CUDA)
   set(CMAKE_CUDA_ARCHITECTURES OFF)  # the -gencode flags come from TORCH_CUDA_ARCH_LIST
 endif()

@@ -5,6 +5,13 @@
 
 #include "kernels/cross_entropy_math.h"
 
+// at::parallel_for splits its loop over threads only where the including translation unit sees
+// an intra-op backend: ATen/ParallelOpenMP.h needs this file compiled with OpenMP (cmake/Torch.cmake),
+// ATen/ParallelNative.h always has one. Without it every CPU kernel here runs on one thread.
+#ifndef INTRA_OP_PARALLEL
+#error "at::parallel_for would run serially in the kernels: compile with OpenMP (cmake/Torch.cmake)"
+#endif
+
 namespace rwkv::kernels {
 namespace {
 
