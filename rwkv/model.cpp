@@ -19,23 +19,24 @@ RWKVImpl::RWKVImpl(const ModelConfig& config, const torch::TensorOptions& option
   head = register_module("head", LinearNoBias(D, V, options));
 }
 
-torch::Tensor RWKVImpl::forward(const torch::Tensor& tokens) { return logits(run_blocks(tokens, nullptr)); }
+torch::Tensor RWKVImpl::forward(const torch::Tensor& tokens) { return logits(run_blocks(tokens, nullptr, blocks_.size())); }
 
 torch::Tensor RWKVImpl::forward(const torch::Tensor& tokens, RnnState& state) { return logits(hidden(tokens, state)); }
 
-torch::Tensor RWKVImpl::hidden(const torch::Tensor& tokens, RnnState& state) {
+torch::Tensor RWKVImpl::hidden(const torch::Tensor& tokens, RnnState& state, int64_t blocks) {
   TORCH_CHECK(static_cast<int64_t>(state.size()) == config_.n_layer, "RNN state has ",
               state.size(), " layers, the model ", config_.n_layer);
-  return run_blocks(tokens, &state);
+  TORCH_CHECK(blocks <= config_.n_layer, "hidden: ", blocks, " blocks of ", config_.n_layer);
+  return run_blocks(tokens, &state, blocks < 0 ? blocks_.size() : static_cast<size_t>(blocks));
 }
 
 torch::Tensor RWKVImpl::logits(const torch::Tensor& hidden) { return head(ln_out(hidden)); }
 
-torch::Tensor RWKVImpl::run_blocks(const torch::Tensor& tokens, RnnState* state) {
+torch::Tensor RWKVImpl::run_blocks(const torch::Tensor& tokens, RnnState* state, size_t blocks) {
   TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) > 0, "tokens must be (B, T) with T >= 1, got ",
               tokens.sizes());
   torch::Tensor x = emb(tokens);
-  for (size_t l = 0; l < blocks_.size(); ++l) x = blocks_[l](x, state ? &(*state)[l] : nullptr);
+  for (size_t l = 0; l < blocks; ++l) x = blocks_[l](x, state ? &(*state)[l] : nullptr);
   return x;
 }
 

@@ -33,11 +33,11 @@ class RWKVImpl : public torch::nn::Module {
   // The same, continuing from `state` (one LayerState per block), which is advanced past the last
   // token: prefill is forward(prompt, state) on an initial state, an RNN step is T = 1.
   torch::Tensor forward(const torch::Tensor& tokens, RnnState& state);
-  // The two halves of forward(tokens, state): the blocks' output (B, T, D) before ln_out, then
-  // ln_out and the head on hidden states (..., D) → logits (..., V). Prefill (rwkv/rnn.h) needs the
-  // logits of the last position only: the head (a D×V product per position, the largest of the
-  // model at 169M) is then computed once instead of T times.
-  torch::Tensor hidden(const torch::Tensor& tokens, RnnState& state);
+  // The two halves of forward(tokens, state): the output (B, T, D) of the first `blocks` blocks
+  // (every block when negative) before ln_out, advancing their states, then ln_out and the head on
+  // hidden states (..., D) → logits (..., V). Prefill (rwkv/rnn.h) runs the last block and the head
+  // only where the state and the last position's logits need them.
+  torch::Tensor hidden(const torch::Tensor& tokens, RnnState& state, int64_t blocks = -1);
   torch::Tensor logits(const torch::Tensor& hidden);
 
   const ModelConfig& config() const { return config_; }
@@ -49,7 +49,7 @@ class RWKVImpl : public torch::nn::Module {
   LinearNoBias head{nullptr};
 
  private:
-  torch::Tensor run_blocks(const torch::Tensor& tokens, RnnState* state);
+  torch::Tensor run_blocks(const torch::Tensor& tokens, RnnState* state, size_t blocks);
 
   ModelConfig config_;
   std::vector<Block> blocks_;  // typed handles to the modules in `blocks`

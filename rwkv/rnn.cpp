@@ -63,13 +63,9 @@ Prefill prefill(RWKV& model, const torch::Tensor& prompt) {
 }
 
 torch::Tensor prefill_continue(RWKV& model, const torch::Tensor& tokens, RnnState& state) {
-  TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) > 0, "prefill takes tokens (B, T) with T >= 1, got ",
-              tokens.sizes());
-  const int64_t L = model->config().n_layer;
-  TORCH_CHECK(static_cast<int64_t>(state.size()) == L, "RNN state has ", state.size(), " layers, the model ", L);
   torch::NoGradGuard no_grad;
-  torch::Tensor x = model->emb(tokens);
-  for (int64_t l = 0; l + 1 < L; ++l) x = model->block(l)(x, &state[static_cast<size_t>(l)]);
+  const int64_t L = model->config().n_layer;
+  const torch::Tensor x = model->hidden(tokens, state, L - 1);
   Block last = model->block(L - 1);
   // ln_out and the head at the last position only: the others' predictions are never used.
   return model->logits(last_block_at_end(last, x, state[static_cast<size_t>(L - 1)]));

@@ -41,8 +41,7 @@ GradStore::GradStore(std::vector<torch::Tensor> params, Mode mode)
 }
 
 GradStore::~GradStore() {
-  if (!hooked_) return;
-  for (size_t i = 0; i < params_.size(); ++i) {
+  for (size_t i = 0; i < pre_hooks_.size(); ++i) {
     if (pre_hooks_[i] == ~0u) continue;
     params_[i].remove_hook(pre_hooks_[i]);
     torch::autograd::impl::set_post_acc_grad_hooks(params_[i], nullptr);
@@ -50,8 +49,7 @@ GradStore::~GradStore() {
 }
 
 void GradStore::hook() {
-  if (hooked_) return;
-  hooked_ = true;
+  if (!pre_hooks_.empty()) return;
   pre_hooks_.assign(params_.size(), ~0u);
   coming_.assign(params_.size(), 0);
   for (size_t i = 0; i < params_.size(); ++i) {

@@ -68,8 +68,7 @@ class GradStore {
   std::vector<torch::Tensor> fp32_;   // Mode::fp32: the sums
   std::vector<torch::Tensor> homes_;  // flat; undefined: none
   Listener listener_;
-  bool hooked_ = false;
-  std::vector<unsigned> pre_hooks_;  // per parameter (~0u: none)
+  std::vector<unsigned> pre_hooks_;  // per parameter (~0u: none) once hooked, else empty
   // Set when a gradient is on its way into .grad (the tensor hook saw one): the engine runs
   // AccumulateGrad, and with it the post-accumulate hook, for an undefined gradient too (block
   // recompute returns none for parameters its nested backward accumulated), which adds nothing.
