@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include "kernels/wkv_kernel_args.h"
+#include "kernels/wkv_schedule.h"
 
 namespace rwkv::kernels::cuda {
 
@@ -26,5 +27,11 @@ cudaError_t wkv_backward(WkvIo io, const WkvCudaBackward& args, cudaStream_t str
 int64_t wkv_backward_chunked_scratch(const WkvCudaBackward& args, int64_t chunk);
 cudaError_t wkv_backward_chunked(WkvIo io, const WkvCudaBackward& args, int64_t chunk, float* scratch,
                                  cudaStream_t stream);
+
+// The figures kernels/wkv_schedule.h chooses the form by, for `device`: its SMs, the threads of
+// the long walks resident at once (the CUDA occupancy calculator on these kernels), and its
+// bandwidth per SM cycle (memory clock and bus width; the assumed figure where the driver reports
+// none); the per-step chain and the issue rate stay assumed_wkv_gpu()'s.
+cudaError_t wkv_gpu_figures(int device, WkvGpu& out);
 
 }  // namespace rwkv::kernels::cuda

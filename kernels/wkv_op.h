@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "kernels/wkv_kernel_args.h"
+#include "kernels/wkv_schedule.h"
 
 namespace rwkv::kernels {
 
@@ -54,5 +55,10 @@ WkvCudaBackward wkv_kernel_args(const WkvBackwardArgs& args, const at::Tensor& w
 // The CUDA side (kernels/wkv_op_cuda.cpp; a build without CUDA throws).
 void wkv_forward_cuda(const WkvForwardArgs& args);
 void wkv_backward_cuda(const WkvBackwardArgs& args, const at::Tensor& workspace);
+// The figures kernels/wkv_schedule.h decides by on CUDA device `device` (queried once per device).
+WkvGpu wkv_gpu_figures_cuda(int device);
+// Tokens per chunk the CUDA op runs for a CUDA k of shape (B, T, C), 0 for the sequential kernels:
+// RWKV_WKV_CHUNK when set to a number, else kernels/wkv_schedule.h's policy on k's device.
+int64_t wkv_chunk_cuda(const at::Tensor& k);
 
 }  // namespace rwkv::kernels

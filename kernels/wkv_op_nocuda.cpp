@@ -11,4 +11,8 @@ void wkv_backward_cuda(const WkvBackwardArgs&, const at::Tensor&) {
   TORCH_CHECK(false, "wkv: this build has no CUDA kernels");
 }
 
+WkvGpu wkv_gpu_figures_cuda(int) { TORCH_CHECK(false, "wkv: this build has no CUDA kernels"); }
+
+int64_t wkv_chunk_cuda(const at::Tensor&) { TORCH_CHECK(false, "wkv: this build has no CUDA kernels"); }
+
 }  // namespace rwkv::kernels

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/wkv_math.h"
+#include "kernels/wkv_op.h"
 #include "rwkv/wkv.h"
 #include "tests/kernels/wkv_reference.h"
 #include "tests/support/test_util.h"
@@ -157,6 +158,26 @@ TEST_CASE("chunked CUDA forward (RWKV_WKV_CHUNK) equals the sequential kernel", 
     const torch::Tensor bg = got.state.bb * torch::exp(got.state.pp - m), br = ref.state.bb * torch::exp(ref.state.pp - m);
     CHECK(((bg - br).abs() / br.abs()).max().item<double>() < tol);
   }
+}
+
+TEST_CASE("the CUDA op chooses the chunked kernels for a long sequence of few channels by default", "[kernels][cuda]") {
+  RWKV_REQUIRE_CUDA_OR_SKIP();
+  torch::manual_seed(6);
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCUDA);
+  const torch::Tensor td = torch::rand({64}, f32) * 11 - 8, tf = torch::rand({64}, f32) * 6 - 3;
+  const torch::Tensor k = (torch::rand({1, 4096, 64}, f32) * 2 - 1) * 30, v = torch::randn({1, 4096, 64}, f32);
+  unsetenv("RWKV_WKV_CHUNK");
+  // 64 threads walking 4096 steps: kernels/wkv_schedule.h chunks it on any GPU.
+  const int64_t chunk = rwkv::kernels::wkv_chunk_cuda(k);
+  INFO("policy chunk " << chunk);
+  REQUIRE(chunk > 0);
+  const auto chosen = rwkv::wkv(td, tf, k, v);
+  setenv("RWKV_WKV_CHUNK", "0", 1);
+  CHECK(rwkv::kernels::wkv_chunk_cuda(k) == 0);
+  const auto sequential = rwkv::wkv(td, tf, k, v);
+  unsetenv("RWKV_WKV_CHUNK");
+  const double tol = 2 * rwkv::test::wkv::fp32_tolerance(4096, -8);
+  CHECK(((chosen.y - sequential.y).abs().max() / sequential.y.abs().max()).item<double>() < tol);
 }
 
 namespace {

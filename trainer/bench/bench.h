@@ -65,6 +65,7 @@ struct PredictOptions {
   std::vector<std::string> sets;
   std::string gpu = "h200";  // known_gpu's assumed figures, then the flags below replace theirs
   std::optional<double> peak_tflops, bandwidth_gbs, launch_us;
+  std::optional<int64_t> wkv_chunk;  // the WKV kernels (0: sequential); unset: the CUDA op's policy
   std::string json;
 };
 void bench_predict(const PredictOptions& o);

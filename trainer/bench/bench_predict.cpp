@@ -48,7 +48,7 @@ void bench_predict(const PredictOptions& o) {
   const trainer::Stage& st = cfg.stages.front();
   const bool bf16 = cfg.train.precision != trainer::Precision::fp32;
   const StepShape shape{st.micro_batch, st.ctx_len, trainer::micro_batches_per_rank(cfg, 0, 1),
-                        cfg.train.activation_checkpointing, bf16};
+                        cfg.train.activation_checkpointing, bf16, o.wkv_chunk};
 
   const ModelFigures model = model_figures(cfg.model);
   const BlockTraffic block = block_traffic(cfg.model, kCensusCtx1, kCensusCtx2, bf16);
@@ -62,9 +62,13 @@ void bench_predict(const PredictOptions& o) {
   if (st.segment() < st.ctx_len)
     fmt::print("  not modeled: segments of {} tokens (the extra pass of exact segments, the boundary states)\n",
                st.segment());
-  fmt::print("  machine: {}: GEMM {} TFLOP/s, bandwidth {} GB/s, launch {} us, sync {} us, WKV step {} cycles at {} GHz\n",
-             gpu.name, gpu.gemm_tflops, gpu.bandwidth_gbs, gpu.launch_us, gpu.sync_us, gpu.wkv_cycles_per_step,
-             gpu.clock_ghz);
+  fmt::print("  machine: {}: GEMM {} TFLOP/s, bandwidth {} GB/s, launch {} us, sync {} us, {} SMs at {} GHz, WKV step "
+             "{} cycles, {} WKV threads resident\n",
+             gpu.name, gpu.gemm_tflops, gpu.bandwidth_gbs, gpu.launch_us, gpu.sync_us, gpu.wkv.sms, gpu.clock_ghz,
+             gpu.wkv.cycles_per_step, gpu.wkv.resident_threads);
+  fmt::print("  WKV kernels at B={} T={} C={} ({}): {}\n", shape.micro_batch, shape.ctx, model.att,
+             o.wkv_chunk ? "--wkv-chunk" : "kernels/wkv_schedule.h's policy",
+             p.wkv_chunk > 0 ? fmt::format("chunked, {} tokens a chunk", p.wkv_chunk) : "sequential");
   const auto census_line = [](const char* pass, const PassTraffic& c) {
     fmt::print("  census of a block {}: {} GEMM + {} other + {} WKV launches, {:.1f} B/token + {:.0f} B/call; WKV "
                "{:.1f} B/token\n",
@@ -106,8 +110,10 @@ void bench_predict(const PredictOptions& o) {
                         {"launch_us", gpu.launch_us},
                         {"sync_us", gpu.sync_us},
                         {"clock_ghz", gpu.clock_ghz},
-                        {"wkv_cycles_per_step", gpu.wkv_cycles_per_step},
-                        {"resident_threads", gpu.resident_threads}}},
+                        {"sms", gpu.wkv.sms},
+                        {"wkv_cycles_per_step", gpu.wkv.cycles_per_step},
+                        {"resident_threads", gpu.wkv.resident_threads}}},
+                      {"wkv_chunk", p.wkv_chunk},
                       {"census", {{"ctx", {kCensusCtx1, kCensusCtx2}}, {"forward", pass_json(block.forward)},
                                   {"backward", pass_json(block.backward)}}},
                       {"phases", phases},

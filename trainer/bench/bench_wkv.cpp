@@ -1,10 +1,17 @@
 // `rwkv bench wkv`: the WKV op (rwkv/wkv.h) against a straightforward ATen implementation
 // (per-timestep tensor ops over (B, C), autograd for the backward), forward alone and
-// forward+backward, on the same inputs in the same run, with the agreement of the two.
+// forward+backward, on the same inputs in the same run, with the agreement of the two. On CUDA,
+// when the op runs the chunked kernels (kernels/wkv_schedule.h's choice, or RWKV_WKV_CHUNK), the
+// sequential kernels too, and the measured speed-up next to the schedule's predicted one.
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <optional>
+#include <string>
 
+#include "kernels/wkv_op.h"
+#include "kernels/wkv_schedule.h"
 #include "rwkv/wkv.h"
 #include "trainer/bench/bench.h"
 
@@ -72,6 +79,19 @@ void bench_wkv(const WkvOptions& o) {
   }
   const Timing op = timed([&] { step(true); });
   const auto op_results = results;
+  // The kernels the CUDA op chose, and the sequential ones for comparison when it chose others.
+  const int64_t chunk = dev.is_cuda() ? kernels::wkv_chunk_cuda(k) : 0;
+  Timing sequential;
+  if (chunk > 0) {
+    const char* env = std::getenv("RWKV_WKV_CHUNK");
+    const std::optional<std::string> was = env ? std::optional<std::string>(env) : std::nullopt;
+    setenv("RWKV_WKV_CHUNK", "0", 1);
+    sequential = timed([&] { step(true); });
+    if (was)
+      setenv("RWKV_WKV_CHUNK", was->c_str(), 1);
+    else
+      unsetenv("RWKV_WKV_CHUNK");
+  }
   Timing loop;
   if (!o.no_loop) loop = timed([&] { step(false); });
 
@@ -87,12 +107,28 @@ void bench_wkv(const WkvOptions& o) {
   const double io_bytes = 3.0 * static_cast<double>(o.B * o.T * o.C) * static_cast<double>(k.element_size());
   const double gb_s = io_bytes / (fwd_op.median_ms * 1e-3) / 1e9;
   fmt::print("  wkv op forward bandwidth (k, v read + y written once): {:.1f} GB/s\n", gb_s);
+  if (dev.is_cuda())
+    fmt::print("  kernels: {}\n", chunk > 0 ? fmt::format("chunked, {} tokens a chunk", chunk) : std::string("sequential"));
   nlohmann::json j = {{"bench", "wkv"},
                       {"B", o.B}, {"T", o.T}, {"C", o.C}, {"dtype", o.dtype}, {"device", dev.str()},
                       {"threads", at::get_num_threads()},
                       {"forward", {{"op", to_json(fwd_op)}}},
                       {"forward_backward", {{"op", to_json(op)}}},
-                      {"forward_gb_per_s", gb_s}};
+                      {"forward_gb_per_s", gb_s},
+                      {"chunk", chunk}};
+  if (chunk > 0) {
+    // PREDICTED by the schedule's model on this device's figures, next to the measured ratio.
+    const kernels::WkvShape shape{o.B, o.T, o.C, static_cast<int64_t>(k.element_size())};
+    const kernels::WkvGpu gpu = kernels::wkv_gpu_figures_cuda(dev.index() < 0 ? 0 : dev.index());
+    const kernels::WkvCycles c = kernels::wkv_cycles(shape, chunk, gpu), s0 = kernels::wkv_cycles(shape, 0, gpu);
+    const double predicted = (s0.forward + s0.backward) / (c.forward + c.backward);
+    const double measured = sequential.median_ms / op.median_ms;
+    row("sequential fwd+bwd", sequential);
+    fmt::print("  chunked over sequential, fwd+bwd: measured {:.2f}x, predicted {:.2f}x (kernels/wkv_schedule.h)\n",
+               measured, predicted);
+    j["forward_backward"]["sequential"] = to_json(sequential);
+    j["chunked_speedup"] = {{"measured", measured}, {"predicted", predicted}};
+  }
   if (!o.no_loop) {
     fmt::print("  speed-up (median aten loop / median wkv op): forward {:.1f}x, forward+backward {:.1f}x\n",
                fwd_loop.median_ms / fwd_op.median_ms, loop.median_ms / op.median_ms);

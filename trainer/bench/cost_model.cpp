@@ -21,17 +21,14 @@ std::optional<GpuModel> known_gpu(const std::string& name) {
   //     the host; the step's kernels are small enough that the host is the bound);
   //   sync_us: 20 µs per host read (the copy's round trip, then the emptied queue refilling);
   //   clock_ghz: 1.98 GHz, the datasheets' boost clock (H100 SXM and H200);
-  //   wkv_cycles_per_step: 100, kernels/README.md "Memory latency"'s prediction for the WKV
-  //     kernels once their loads run 8 steps ahead (exps, a max and a division per step);
-  //   resident_threads: 132 SMs × 1280 (ptxas: 62–75% theoretical occupancy of 2048, GPU.md).
+  //   wkv: kernels/wkv_schedule.h assumed_wkv_gpu (132 SMs, 100 cycles a WKV step, occupancy).
   GpuModel g;
   g.table_tflops = 989;
   g.gemm_tflops = 790;
   g.launch_us = 4;
   g.sync_us = 20;
   g.clock_ghz = 1.98;
-  g.wkv_cycles_per_step = 100;
-  g.resident_threads = 132 * 1280;
+  g.wkv = kernels::assumed_wkv_gpu();
   if (name == "h100") {
     g.name = "H100 SXM (assumed figures)";
     g.bandwidth_gbs = 3000;
@@ -135,16 +132,19 @@ StepPrediction predict_step(const ModelFigures& m, const BlockTraffic& block, co
   elementwise.bytes = micro * L * (passes * pass_bytes(fw, N) + pass_bytes(bw, N));
   elementwise.launches = micro * L * static_cast<double>(passes * fw.other_launches + bw.other_launches);
 
-  // WKV: one thread per (batch row, channel) walks ctx steps in order: its time is its bytes at the
-  // bandwidth or its chain (1 walk forward; the backward walks the states forward and the adjoint
-  // back: kernels/wkv_kernels.cuh), whichever is longer; threads past the resident ones wait a wave.
-  PhaseCost wkv{"WKV (fwd + bwd, bytes or chain)"};
+  // WKV: its census bytes at the bandwidth, or the schedule's model of the kernels the CUDA op
+  // would run (kernels/wkv_schedule.h: the chunk it chooses, each launch the longest of its
+  // dependency chain, its instruction issue and its traffic), whichever is longer.
+  PhaseCost wkv{"WKV (fwd + bwd, bytes or schedule)"};
   wkv.bytes = micro * L * (passes * wkv_bytes(fw, N) + wkv_bytes(bw, N));
   wkv.launches = micro * L * static_cast<double>(passes * fw.wkv_launches + bw.wkv_launches);
-  const double waves = static_cast<double>(ceil_div(s.micro_batch * m.att, gpu.resident_threads));
-  const double chain_s = micro * L * (passes + 2) * waves * static_cast<double>(s.ctx) * gpu.wkv_cycles_per_step /
-                         (gpu.clock_ghz * 1e9);
-  wkv.latency_s = std::max(0.0, chain_s - wkv.bytes / (gpu.bandwidth_gbs * 1e9));
+  kernels::WkvGpu wkv_gpu = gpu.wkv;
+  wkv_gpu.bytes_per_sm_cycle = gpu.bandwidth_gbs / (gpu.clock_ghz * static_cast<double>(wkv_gpu.sms));
+  const kernels::WkvShape wkv_shape{s.micro_batch, s.ctx, m.att, s.bf16 ? 2 : 4};
+  out.wkv_chunk = s.wkv_chunk ? (*s.wkv_chunk < s.ctx ? *s.wkv_chunk : 0) : kernels::wkv_choose_chunk(wkv_shape, wkv_gpu);
+  const kernels::WkvCycles cycles = kernels::wkv_cycles(wkv_shape, out.wkv_chunk, wkv_gpu);
+  const double schedule_s = micro * L * (passes * cycles.forward + cycles.backward) / (gpu.clock_ghz * 1e9);
+  wkv.latency_s = std::max(0.0, schedule_s - wkv.bytes / (gpu.bandwidth_gbs * 1e9));
 
   // Outside the blocks, per micro-batch, hand-counted (the census covers a block only) in bytes of
   // the parameters' dtype e per element; per token forward: the embedding rows read and written

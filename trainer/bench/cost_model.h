@@ -15,9 +15,9 @@
 //     with the step's parameter dtype (bf16 on CUDA), counted in this process for this config, at
 //     two token counts so that the bytes split into a part per token and a part per call (weight
 //     gradients, the WKV's per-channel terms): the prediction follows the code as kernels are fused;
-//   - the WKV op: its census bytes, or its recurrence's dependency chain (ctx steps one after
-//     another per thread: kernels/README.md "Memory latency" predicts ≈ 100 cycles a step once the
-//     loads run ahead), whichever is longer;
+//   - the WKV op: its census bytes, or kernels/wkv_schedule.h's model of the kernels the CUDA op
+//     chooses for the shape (sequential or chunked: dependency chain, instruction issue, traffic),
+//     whichever is longer;
 //   - the embedding, ln_out and the fused loss, and the optimizer (fp32 gradient sums and masters
 //     behind bf16 parameters, trainer/dist/grad_store.h): hand counts of their bytes (in
 //     cost_model.cpp), not census: they sit outside the block;
@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/wkv_schedule.h"
 #include "rwkv/model_config.h"
 
 namespace rwkv::bench {
@@ -44,9 +45,9 @@ struct GpuModel {
   double bandwidth_gbs = 0;      // achievable memory bandwidth, GB/s of bytes read + written
   double launch_us = 0;          // per kernel launch
   double sync_us = 0;            // per host read of a device value
-  double clock_ghz = 0;          // SM clock, for the WKV recurrence's chain
-  double wkv_cycles_per_step = 0;  // one WKV time step's dependency chain, cycles
-  int64_t resident_threads = 0;  // threads the GPU runs at once (WKV threads beyond it wait)
+  double clock_ghz = 0;          // SM clock, for the WKV schedule's cycles
+  // The WKV schedule's figures; its bytes per SM cycle follow bandwidth_gbs and clock_ghz.
+  kernels::WkvGpu wkv;
 };
 
 // "h100" (SXM) or "h200": the assumed figures (sources in cost_model.cpp); none for other names.
@@ -80,6 +81,7 @@ struct StepShape {
   int64_t micro_batch = 0, ctx = 0, micro_batches = 1;  // micro_batches: per step (grad_accum)
   bool activation_checkpointing = false;                // the blocks' forward runs twice
   bool bf16 = false;  // bf16 parameters with fp32 masters and gradient sums, else all fp32
+  std::optional<int64_t> wkv_chunk;  // the WKV kernels (0: sequential); unset: the schedule's policy
 };
 
 struct PhaseCost {
@@ -93,6 +95,7 @@ struct StepPrediction {
   std::vector<PhaseCost> phases;
   double step_s = 0, tokens = 0, model_flops = 0;  // model_flops: 3 × forward FLOPs × tokens (MFU's)
   double tokens_per_s = 0, mfu_vs_gemm = 0, mfu_vs_table = 0;
+  int64_t wkv_chunk = 0;  // tokens per chunk the CUDA WKV op would choose (0: sequential kernels)
 };
 
 StepPrediction predict_step(const ModelFigures& model, const BlockTraffic& block, const StepShape& shape,

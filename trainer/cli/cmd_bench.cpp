@@ -2,6 +2,7 @@
 // trainer/bench/bench_*.cpp (trainer/bench/bench.h).
 #include <torch/torch.h>
 
+#include "kernels/wkv_schedule.h"
 #include "trainer/bench/bench.h"
 #include "trainer/bench/bench_loss.h"
 #include "trainer/cli/commands.h"
@@ -139,6 +140,17 @@ void add_bench_command(CLI::App& app) {
   predict->add_option_function<double>(
       "--launch-us", [](const double& v) { p.launch_us = v; }, "overhead per kernel launch, microseconds")
       ->check(finite_non_negative);
+  predict->add_option_function<std::string>(
+      "--wkv-chunk",
+      [](const std::string& v) {
+        try {
+          p.wkv_chunk = kernels::wkv_chunk_override(v.c_str());
+        } catch (const std::invalid_argument&) {
+          throw CLI::ValidationError("--wkv-chunk", "expected auto or a non-negative integer, got '" + v + "'");
+        }
+      },
+      "WKV kernels: auto (kernels/wkv_schedule.h's choice, as the CUDA op makes it), 0 (sequential) or tokens per "
+      "chunk, as RWKV_WKV_CHUNK");
   static JsonOut p_out;
   p_out.add(predict, p.json);
   predict->callback([] {

@@ -33,8 +33,10 @@ GpuModel round_gpu() {
   g.launch_us = 1;
   g.sync_us = 5;
   g.clock_ghz = 1;
-  g.wkv_cycles_per_step = 1000;
-  g.resident_threads = 4;
+  g.wkv.sms = 1;
+  g.wkv.resident_threads = 4;
+  g.wkv.cycles_per_step = 1000;
+  g.wkv.issue_per_sm_cycle = 1e9;  // the WKV walks bound by their chain, not by issue
   return g;
 }
 
@@ -76,12 +78,14 @@ TEST_CASE("cost model: each phase is flops/rate + bytes/bandwidth + launches·ov
   CHECK(phase(p, 1).bytes == 46800);
   CHECK(phase(p, 1).launches == 300);
   CHECK(phase(p, 1).seconds(gpu) == Approx(46800e-9 + 300e-6).epsilon(1e-12));
-  // WKV: 6 × ((10·16 + 50) + (30·16 + 100)) = 4740 B (4.74 µs) against the chain: 3 micro × 2 layers
-  // × 3 walks × 2 waves (2·4 threads over 4 resident) × 8 steps × 1000 cycles at 1 GHz = 288 µs,
-  // the longer; 12 launches.
+  // WKV: 6 × ((10·16 + 50) + (30·16 + 100)) = 4740 B (4.74 µs) against the schedule's sequential
+  // kernels (ctx 8 is below every chunk it tries): 3 micro × 2 layers × 3 walks × 2 waves (2·4
+  // threads over 4 resident) × 8 steps × 1000 cycles at 1 GHz = 288 µs, the longer (their traffic
+  // at 1 byte a cycle is at most 2048 cycles a walk); 12 launches.
   CHECK(phase(p, 2).bytes == 4740);
   CHECK(phase(p, 2).launches == 12);
   CHECK(phase(p, 2).seconds(gpu) == Approx(288e-6 + 12e-6).epsilon(1e-12));
+  CHECK(p.wkv_chunk == 0);
   // Outside the blocks, fp32 (4 bytes an element): 3 × (16 × (14·4·4 + 3·4·10) + 4·10·4) = 16992 B;
   // 3 × 14 launches.
   CHECK(phase(p, 3).bytes == 16992);
@@ -124,6 +128,29 @@ TEST_CASE("cost model: each phase is flops/rate + bytes/bandwidth + launches·ov
     CHECK(phase(h, 2).bytes == 963780);
     CHECK(phase(h, 2).seconds(gpu) == Approx(963.78e-6 + 12e-6).epsilon(1e-12));
   }
+}
+
+TEST_CASE("cost model: a long context at a small batch runs the chunked WKV the CUDA op would choose", "[bench]") {
+  GpuModel gpu = *rwkv::bench::known_gpu("h100");
+  ModelFigures m = round_model();
+  m.att = 768;
+  const StepShape shape{1, 8192, 2, false, true};
+  const StepPrediction p = rwkv::bench::predict_step(m, round_block(), shape, gpu);
+  // The schedule's own choice with the bandwidth this GPU model gives it.
+  rwkv::kernels::WkvGpu wkv = gpu.wkv;
+  wkv.bytes_per_sm_cycle = gpu.bandwidth_gbs / (gpu.clock_ghz * static_cast<double>(wkv.sms));
+  const rwkv::kernels::WkvShape s{1, 8192, 768, 2};
+  REQUIRE(p.wkv_chunk == rwkv::kernels::wkv_choose_chunk(s, wkv));
+  REQUIRE(p.wkv_chunk > 0);
+  // 2 micro-batches × 2 layers of the chunked kernels' cycles at the clock (their time outlasts
+  // round_block's few census bytes), well under what the sequential kernels would take.
+  const auto seconds = [&](int64_t chunk) {
+    const rwkv::kernels::WkvCycles c = rwkv::kernels::wkv_cycles(s, chunk, wkv);
+    return 2 * 2 * (c.forward + c.backward) / (gpu.clock_ghz * 1e9);
+  };
+  const double launches_s = phase(p, 2).launches * gpu.launch_us * 1e-6;
+  CHECK(phase(p, 2).seconds(gpu) == Approx(seconds(p.wkv_chunk) + launches_s).epsilon(1e-12));
+  CHECK(seconds(p.wkv_chunk) * rwkv::kernels::kWkvChunkMargin < seconds(0));
 }
 
 TEST_CASE("cost model: the step's FLOPs are 3× the forward's products counted from the shapes", "[bench]") {
@@ -218,4 +245,38 @@ TEST_CASE("bench predict: the JSON's step is its phases' sum at the flags' figur
   // The census ran this build's block: seven Linear layers forward, two products each backward.
   CHECK(j.at("census").at("forward").at("gemm_launches") == 7);
   CHECK(j.at("census").at("backward").at("gemm_launches") == 14);
+}
+
+TEST_CASE("bench predict --wkv-chunk: the policy by default, the kernels forced otherwise, bad values named",
+          "[bench]") {
+  rwkv::test::TempDir dir("rwkv-bench-predict-chunk");
+  std::ofstream(dir / "m.yaml") << "model:\n  n_layer: 1\n  n_embd: 64\n  vocab_size: 32\n";
+  const auto predict = [&](const std::string& extra, std::string* out) {
+    return rwkv::test::run(fmt::format("{} bench predict {} --micro-batch 1 --ctx 8192 --gpu h100 --json {} --force {}",
+                                       rwkv::test::rwkv_binary().string(), (dir / "m.yaml").string(),
+                                       (dir / "p.json").string(), extra),
+                           out);
+  };
+  const auto wkv_ms = [&] {
+    std::ifstream in(dir / "p.json");
+    const auto j = nlohmann::json::parse(in);
+    return std::make_pair(j.at("wkv_chunk").get<int64_t>(), j.at("phases").at(2).at("ms").get<double>());
+  };
+  std::string out;
+  REQUIRE(predict("", &out) == 0);
+  const auto [policy_chunk, policy_ms] = wkv_ms();
+  CHECK(policy_chunk > 0);  // 64 channels walking 8192 steps
+  CHECK_THAT(out, Catch::Contains("policy") && Catch::Contains(fmt::format("chunked, {} tokens", policy_chunk)));
+  REQUIRE(predict("--wkv-chunk 0", &out) == 0);
+  const auto [seq_chunk, seq_ms] = wkv_ms();
+  CHECK(seq_chunk == 0);
+  CHECK_THAT(out, Catch::Contains("sequential"));
+  CHECK(policy_ms * rwkv::kernels::kWkvChunkMargin < seq_ms);
+  REQUIRE(predict("--wkv-chunk auto", &out) == 0);
+  CHECK(wkv_ms().first == policy_chunk);
+  for (const char* bad : {"-3", "many"}) {
+    INFO(bad);
+    CHECK(predict(fmt::format("--wkv-chunk {}", bad), &out) != 0);
+    CHECK_THAT(out, Catch::Contains("--wkv-chunk") && Catch::Contains(bad));
+  }
 }
