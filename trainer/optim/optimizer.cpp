@@ -145,11 +145,4 @@ double clip_coefficient(double norm, double max_norm) {
   return max_norm <= 0 || !(norm > max_norm) ? 1.0 : max_norm / (norm + 1e-6);
 }
 
-void clip_gradients(const std::vector<torch::Tensor>& grads, double norm, double max_norm) {
-  const double coef = clip_coefficient(norm, max_norm);
-  if (coef == 1.0) return;
-  torch::NoGradGuard no_grad;
-  for (const auto& g : grads) g.mul_(coef);
-}
-
 }  // namespace rwkv::trainer

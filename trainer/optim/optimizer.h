@@ -52,8 +52,8 @@ class Adam {
 
 // The update of one tensor (or a contiguous piece of one: ZeRO shards) at step `t`, learning
 // rate `plr` (multiplier applied), with weight decay when `decay`, from grad·grad_scale; all four
-// tensors alike. The result equals clip_gradients by the same coefficient followed by the update
-// with grad_scale 1, bit for bit on the CPU (the scaled gradient is rounded to fp32 first).
+// tensors alike. The result equals scaling the gradient by grad_scale first and updating with
+// grad_scale 1, bit for bit on the CPU (the scaled gradient is rounded to fp32 first).
 void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
                  double plr, bool decay, int64_t t, const AdamConfig& config, double grad_scale = 1.0);
 
@@ -86,10 +86,8 @@ void adam_update_all(const std::vector<AdamItem>& items, int64_t t, const AdamCo
 // the host (the training step reads it with the loss, trainer/train/train_step.h); +inf/NaN when
 // any gradient is non-finite, 0 when there is none.
 torch::Tensor global_grad_norm(const std::vector<torch::Tensor>& grads, const torch::Device& device);
-// max_norm/(norm + 1e-6) when norm > max_norm, else 1 (torch's clip_grad_norm_; 0 disables).
+// max_norm/(norm + 1e-6) when norm > max_norm, else 1 (torch's clip_grad_norm_; 0 disables). The
+// optimizers fold it into their update (grad_scale) instead of scaling the gradients first.
 double clip_coefficient(double norm, double max_norm);
-// Scales `grads` in place by clip_coefficient(norm, max_norm) (what the optimizers fold into
-// their update instead; the reference the tests compare them with).
-void clip_gradients(const std::vector<torch::Tensor>& grads, double norm, double max_norm);
 
 }  // namespace rwkv::trainer

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/clip_reference.h"
 #include "tests/support/test_trainer_fixtures.h"
 #include "tests/support/test_util.h"
 #include "trainer/bench/cpu_memory_meter.h"
@@ -141,7 +142,7 @@ TEST_CASE("bf16 parameters: every ZeRO stage updates fp32 masters exactly as fp3
       const double norm = opt->grad_norm().item<double>();
       CHECK(norm == Approx(global_grad_norm(grads, torch::kCPU).item<double>()).epsilon(1e-6));
       opt->clip(norm, 1.0);
-      clip_gradients(grads, norm, 1.0);
+      rwkv::test::clip_gradients(grads, norm, 1.0);
       opt->step(1e-2, mult);
       adam.step(1e-2, mult, grads);
     }

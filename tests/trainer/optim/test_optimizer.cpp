@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "tests/support/clip_reference.h"
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/optim/optimizer.h"
 #include "tests/support/test_util.h"
@@ -101,7 +102,7 @@ TEST_CASE("Adam with the clip coefficient folded in equals clipping first, bit f
     adam_update(p, g, m, v, lr, /*decay=*/true, t, oc, scale);
     CHECK(torch::equal(g, g_before));  // the gradient is read, not rewritten
     const torch::Tensor clipped = g.clone();
-    clip_gradients({clipped}, norm, 1.0);
+    rwkv::test::clip_gradients({clipped}, norm, 1.0);
     adam_update(pc, clipped, mc, vc, lr, /*decay=*/true, t, oc);
     CHECK(torch::equal(p, pc));
     CHECK(torch::equal(m, mc));
@@ -227,10 +228,10 @@ TEST_CASE("global gradient norm and clipping at 1.0", "[optim]") {
   const std::vector<torch::Tensor> p{a.grad(), b.grad()};
   const double n = global_grad_norm(p, torch::kCPU).item<double>();
   CHECK(n == Approx(5.0));
-  clip_gradients(p, n, 1.0);
+  rwkv::test::clip_gradients(p, n, 1.0);
   CHECK(global_grad_norm(p, torch::kCPU).item<double>() == Approx(1.0).epsilon(1e-5));
   CHECK(a.grad()[0].item<float>() == Approx(0.6).epsilon(1e-5));
-  clip_gradients(p, 0.5, 1.0);  // below the limit: untouched
+  rwkv::test::clip_gradients(p, 0.5, 1.0);  // below the limit: untouched
   CHECK(a.grad()[0].item<float>() == Approx(0.6).epsilon(1e-5));
   b.mutable_grad()[0][0] = std::nanf("");
   CHECK(std::isnan(global_grad_norm(p, torch::kCPU).item<double>()));
