@@ -50,7 +50,9 @@ double sum(std::initializer_list<Launch> launches, const WkvGpu& g) {
 WkvGpu assumed_wkv_gpu() {
   WkvGpu g;
   g.sms = 132;
-  g.resident_threads = 132 * 1280;
+  // ptxas gives the long walks 49–80 registers (the build's kernel resource report): 6–9 blocks
+  // of 128 threads per SM; the fewest, as wkv_gpu_figures takes on a real device.
+  g.resident_threads = 132 * 6 * 128;
   g.cycles_per_step = 100;
   g.issue_per_sm_cycle = 128;
   g.bytes_per_sm_cycle = 12;

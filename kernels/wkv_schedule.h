@@ -28,9 +28,9 @@ struct WkvGpu {
 };
 
 // The H100/H200-class GPU of the cost model's assumptions (trainer/bench/cost_model.cpp
-// known_gpu, which replaces the bandwidth): 132 SMs at 62.5% occupancy (ptxas, ../shared/GPU.md),
-// 100 cycles a step (kernels/README.md "Memory latency"), 4 schedulers × 32 lanes, and
-// 12 bytes per SM cycle (an H100 SXM's ~3 TB/s at 1.98 GHz).
+// known_gpu, which replaces the bandwidth): 132 SMs with 768 WKV threads resident on each (the
+// registers ptxas gives the backward walks), 100 cycles a step (kernels/README.md "Memory
+// latency"), 4 schedulers × 32 lanes, and 12 bytes per SM cycle (an H100 SXM's ~3 TB/s at 1.98 GHz).
 WkvGpu assumed_wkv_gpu();
 
 struct WkvShape {
