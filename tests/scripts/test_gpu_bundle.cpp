@@ -2,7 +2,7 @@
 // the bundle copied out of the checkout, run under `env -i` with no network, the checkout (build
 // tree and project venv) hidden, and a python3 whose torch lives at another path. On a machine
 // without a GPU, `run.sh --cpu` must pass to the end (its timed step next to `bench predict`'s
-// prediction of it) and plain `run.sh` must refuse.
+// prediction of it), a run past its deadline must still report, and plain `run.sh` must refuse.
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -54,13 +54,14 @@ TEST_CASE("the GPU bundle runs from a copy under env -i, offline, with the check
   write_fake_python(dir / "python3", dir / "site" / "torch");
 
   const std::string bundle = (dir / "bundle").string();
-  const auto isolated = [&](const std::string& args, std::string* output) {
+  const auto isolated = [&](const std::string& args, std::string* output, const std::string& env = "") {
     // unshare: a mount namespace with the checkout (and a build dir outside it) covered by an
     // empty folder, and no network. Where that is refused (not root), env -i alone.
     fs::create_directories(dir / "empty");
     std::string hide = fmt::format("mount --bind {0} {1}", (dir / "empty").string(), src.string());
     if (!fs::equivalent(bin.parent_path(), src)) hide += fmt::format(" && mount --bind {} {}", (dir / "empty").string(), bin.string());
-    const std::string inner = fmt::format("env -i PYTHON={} {}/run.sh {}", (dir / "python3").string(), bundle, args);
+    const std::string inner =
+        fmt::format("env -i PYTHON={} {} {}/run.sh {}", (dir / "python3").string(), env, bundle, args);
     const std::string cmd = fmt::format("unshare -m -n sh -c '{} && test ! -e {} && {}' 2>&1", hide,
                                         (src / ".venv").string(), inner);
     if (run("unshare -m -n true 2>/dev/null") == 0) return run(cmd, output);
@@ -85,6 +86,15 @@ TEST_CASE("the GPU bundle runs from a copy under env -i, offline, with the check
   CHECK(predicted.at("gpu").at("gemm_tflops") == train.at("gemm_tflops").at("median"));
   CHECK(predicted.at("gpu").at("bandwidth_gbs") == train.at("copy_gbs").at("median"));
   CHECK_THAT(out, Catch::Contains("measured next to predicted"));
+
+  // Past its deadline the bundle skips every check but still ends with the table and the list of
+  // what did not run, exiting non-zero: a lent GPU's few minutes never end without a report.
+  std::string late;
+  CHECK(isolated("--cpu " + (dir / "out-late").string(), &late, "RWKV_BUNDLE_DEADLINE_S=1") != 0);
+  INFO(late);
+  CHECK_THAT(late, Catch::Contains("FAILED or skipped") && Catch::Contains("skipped, past the 1 s deadline") &&
+                       Catch::Contains("bench train"));
+  CHECK(nlohmann::json::parse(std::ifstream(dir / "out-late" / "figures.json")).at("mode") == "cpu");
 
   if (torch::cuda::device_count() == 0) {
     std::string refused;
