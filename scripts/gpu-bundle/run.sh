@@ -8,8 +8,10 @@
 #   run.sh [--cpu] [--long] OUT_DIR      (or RWKV_BUNDLE_OUT=OUT_DIR run.sh)
 #   --cpu   the same sequence on the CPU with small shapes: proves the bundle works without a GPU
 #   --long  the longer benches as well (4096/8192-token contexts, more steps)
-# Writes OUT_DIR/log.txt (everything printed), OUT_DIR/figures.json (every bench's JSON under
-# its name) and OUT_DIR/json/*.json. A GPU may be lent once, for minutes: so a failed check does not
+# Writes two files, all that a lent machine's few returned files need to hold: OUT_DIR/log.txt
+# (everything printed) and OUT_DIR/figures.json (every bench's JSON under its name). Its scratch
+# (the unpacked libraries, kept for a rerun; each bench's JSON and the training run, made afresh)
+# goes to RWKV_BUNDLE_WORK (default: $TMPDIR/rwkv-gpu-bundle), never into OUT_DIR or the bundle. A GPU may be lent once, for minutes: so a failed check does not
 # stop the run. Every later check still runs, each within a time limit (RWKV_BUNDLE_STEP_S, default
 # 300 s) and the whole run within RWKV_BUNDLE_DEADLINE_S (default 540 s: the table is printed before
 # a 10-minute command limit); checks past the deadline are skipped. The table comes last, then the
@@ -29,8 +31,10 @@ for a in "$@"; do
   esac
 done
 [[ -n $out ]] || { echo "run.sh: give an output folder (run.sh OUT_DIR or RWKV_BUNDLE_OUT)" >&2; exit 2; }
-mkdir -p "$out/json" || exit 2
-out="$(cd "$out" && pwd)"
+work="${RWKV_BUNDLE_WORK:-${TMPDIR:-/tmp}/rwkv-gpu-bundle}"
+rm -rf "$work/json" "$work/train-run"
+mkdir -p "$out" "$work/json" || exit 2
+out="$(cd "$out" && pwd)" work="$(cd "$work" && pwd)"
 log="$out/log.txt"
 : >"$log"
 say() { printf '%s\n' "$*" | tee -a "$log"; }
@@ -62,7 +66,7 @@ py="${PYTHON:-python3}"
 torch_dir="$("$py" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>>"$log")" ||
   fail "$py cannot import torch (set PYTHON to a python3 that has torch 2.11.0+cu130)"
 [[ -f $torch_dir/lib/libtorch_cpu.so ]] || fail "no libtorch_cpu.so under $torch_dir/lib"
-libdir="$out/lib"
+libdir="$work/lib"
 if [[ ! -d $libdir ]]; then
   mkdir -p "$libdir" && "$py" -m tarfile -e "$here/lib.tar.xz" "$libdir" || fail "cannot unpack lib.tar.xz"
 fi
@@ -105,8 +109,8 @@ fi
 bench() {  # bench NAME ARGS...
   local name="$1"; shift
   step "bench $name: $*"
-  rm -f "$out/json/$name.json"  # a rerun into the same OUT keeps no figure its failed bench did not make
-  check "$rwkv" bench "$@" --json "$out/json/$name.json"
+  rm -f "$work/json/$name.json"  # a rerun keeps no figure its failed bench did not make
+  check "$rwkv" bench "$@" --json "$work/json/$name.json"
 }
 # A training step timed by `bench train`, then predicted by `bench predict` for the same run at the
 # GEMM rate and copy bandwidth that `bench train` measured: json/NAME.json and json/predict_NAME.json.
@@ -115,7 +119,7 @@ train_and_predict() {  # train_and_predict NAME RUN ARGS... -- TIMING ARGS...   
   while (($# > 0)) && [[ $1 != -- ]]; do run+=("$1"); shift; done
   shift
   bench "$name" train "${run[@]}" "$@" || return 1
-  measured="$("$py" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["gemm_tflops"]["median"], d["copy_gbs"]["median"])' "$out/json/$name.json")" ||
+  measured="$("$py" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["gemm_tflops"]["median"], d["copy_gbs"]["median"])' "$work/json/$name.json")" ||
     { failed_check "json/$name.json holds no GEMM rate or copy bandwidth"; return 1; }
   bench "predict_$name" predict "${run[@]}" --peak-tflops "${measured% *}" --bandwidth-gbs "${measured#* }"
 }
@@ -149,8 +153,7 @@ fi
 
 # --- a real run: 10 steps with a checkpoint, then a resume to step 20 ------------------------------
 step "train: 10 steps, checkpoint, resume to 20 ($dev)"
-run_dir="$out/train-run"
-rm -rf "$run_dir"
+run_dir="$work/train-run"
 sets=(--set "data.path=$here/data/bundle_byte" --set "train.run_dir=$run_dir" --set "train.device=$dev")
 ((cpu)) || sets+=(--set train.precision=bf16)
 if check "$rwkv" train "$cfg/bundle-train.yaml" "${sets[@]}" --set train.max_steps=10 &&
@@ -162,7 +165,7 @@ fi
 # --- figures: one JSON, then the table -------------------------------------------------------------
 {
   printf '{"mode": "%s", "seconds": %d' "$dev" $((SECONDS - started))
-  for f in "$out"/json/*.json; do [[ -s $f ]] && { printf ',\n"%s": ' "$(basename "$f" .json)"; cat "$f"; }; done
+  for f in "$work"/json/*.json; do [[ -s $f ]] && { printf ',\n"%s": ' "$(basename "$f" .json)"; cat "$f"; }; done
   printf '}\n'
 } >"$out/figures.json"
 step "figures ($out/figures.json)"

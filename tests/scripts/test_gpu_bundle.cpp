@@ -7,7 +7,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "tests/support/test_util.h"
 
@@ -61,7 +64,8 @@ TEST_CASE("the GPU bundle runs from a copy under env -i, offline, with the check
     std::string hide = fmt::format("mount --bind {0} {1}", (dir / "empty").string(), src.string());
     if (!fs::equivalent(bin.parent_path(), src)) hide += fmt::format(" && mount --bind {} {}", (dir / "empty").string(), bin.string());
     const std::string inner =
-        fmt::format("env -i PYTHON={} {} {}/run.sh {}", (dir / "python3").string(), env, bundle, args);
+        fmt::format("env -i PYTHON={} RWKV_BUNDLE_WORK={} {} {}/run.sh {}", (dir / "python3").string(),
+                    (dir / "work").string(), env, bundle, args);
     const std::string cmd = fmt::format("unshare -m -n sh -c '{} && test ! -e {} && {}' 2>&1", hide,
                                         (src / ".venv").string(), inner);
     if (run("unshare -m -n true 2>/dev/null") == 0) return run(cmd, output);
@@ -86,6 +90,12 @@ TEST_CASE("the GPU bundle runs from a copy under env -i, offline, with the check
   CHECK(predicted.at("gpu").at("gemm_tflops") == train.at("gemm_tflops").at("median"));
   CHECK(predicted.at("gpu").at("bandwidth_gbs") == train.at("copy_gbs").at("median"));
   CHECK_THAT(out, Catch::Contains("measured next to predicted"));
+  // What comes back from a lent machine is a handful of files: the bundle writes two, and its
+  // scratch (libraries, training run) lies elsewhere.
+  std::vector<std::string> written;
+  for (const auto& e : fs::recursive_directory_iterator(dir / "out-cpu")) written.push_back(e.path().filename().string());
+  std::sort(written.begin(), written.end());
+  CHECK(written == std::vector<std::string>{"figures.json", "log.txt"});
 
   // Past its deadline the bundle skips every check but still ends with the table and the list of
   // what did not run, exiting non-zero: a lent GPU's few minutes never end without a report.
