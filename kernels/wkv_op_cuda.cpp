@@ -16,17 +16,18 @@
 namespace rwkv::kernels {
 namespace {
 
-// Tokens per chunk for the call, 0 for the sequential kernels: RWKV_WKV_CHUNK when it is set to a
-// number (read every call, so a test or a benchmark can switch it), else the schedule's policy.
-int64_t chunk_tokens(int64_t B, int64_t T, int64_t C, const at::Tensor& k) {
+// Tokens per chunk for a call on the (B, T, C) CUDA tensor k, 0 for the sequential kernels:
+// RWKV_WKV_CHUNK when it is set to a number (read every call, so a test or a benchmark can switch
+// it), else the schedule's policy.
+int64_t chunk_tokens(const at::Tensor& k) {
   std::optional<int64_t> forced;
   try {
     forced = wkv_chunk_override(std::getenv("RWKV_WKV_CHUNK"));
   } catch (const std::invalid_argument& e) {
     TORCH_CHECK(false, e.what());
   }
-  if (forced) return *forced < T ? *forced : 0;
-  return wkv_choose_chunk({B, T, C, static_cast<int64_t>(k.element_size())}, wkv_gpu_figures_cuda(k.get_device()));
+  return wkv_chunk_for({k.size(0), k.size(1), k.size(2), static_cast<int64_t>(k.element_size())}, forced,
+                       wkv_gpu_figures_cuda(k.get_device()));
 }
 
 }  // namespace
@@ -48,14 +49,14 @@ WkvGpu wkv_gpu_figures_cuda(int device) {
 int64_t wkv_chunk_cuda(const at::Tensor& k) {
   TORCH_CHECK(k.is_cuda() && k.dim() == 3, "wkv_chunk_cuda: k must be a (B, T, C) CUDA tensor");
   const c10::cuda::CUDAGuard guard(k.device());
-  return chunk_tokens(k.size(0), k.size(1), k.size(2), k);
+  return chunk_tokens(k);
 }
 
 void wkv_forward_cuda(const WkvForwardArgs& a) {
   const WkvIo io = wkv_kernel_io(a.k);
   const c10::cuda::CUDAGuard guard(a.k.device());
   const WkvCudaForward p = wkv_kernel_args(a);
-  const int64_t chunk = chunk_tokens(p.B, p.T, p.C, a.k);
+  const int64_t chunk = chunk_tokens(a.k);
   if (chunk > 0) {
     const at::Tensor scratch = at::empty({3, (p.T + chunk - 1) / chunk, p.B, p.C}, a.k.options().dtype(at::kFloat));
     C10_CUDA_CHECK(
@@ -69,7 +70,7 @@ void wkv_backward_cuda(const WkvBackwardArgs& a, const at::Tensor& workspace) {
   const WkvIo io = wkv_kernel_io(a.k);
   const c10::cuda::CUDAGuard guard(a.k.device());
   const WkvCudaBackward p = wkv_kernel_args(a, workspace);
-  const int64_t chunk = chunk_tokens(p.B, p.T, p.C, a.k);
+  const int64_t chunk = chunk_tokens(a.k);
   if (chunk > 0) {
     const at::Tensor scratch = at::empty({cuda::wkv_backward_chunked_scratch(p, chunk)}, a.k.options().dtype(at::kFloat));
     C10_CUDA_CHECK(

@@ -107,6 +107,11 @@ int64_t wkv_choose_chunk(const WkvShape& shape, const WkvGpu& gpu) {
   return best;
 }
 
+int64_t wkv_chunk_for(const WkvShape& shape, std::optional<int64_t> forced, const WkvGpu& gpu) {
+  if (forced) return *forced < shape.T ? *forced : 0;
+  return wkv_choose_chunk(shape, gpu);
+}
+
 std::optional<int64_t> wkv_chunk_override(const char* value) {
   if (value == nullptr || *value == '\0' || std::string(value) == "auto") return std::nullopt;
   char* end = nullptr;

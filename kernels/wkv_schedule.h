@@ -55,6 +55,10 @@ inline constexpr double kWkvChunkMargin = 1.25;
 // kernels by kWkvChunkMargin, else 0 (sequential).
 int64_t wkv_choose_chunk(const WkvShape& shape, const WkvGpu& gpu);
 
+// The chunk a call runs: `forced` (RWKV_WKV_CHUNK's value, or --wkv-chunk's) when given, else the
+// policy; a chunk of T or more is the sequential kernels, 0.
+int64_t wkv_chunk_for(const WkvShape& shape, std::optional<int64_t> forced, const WkvGpu& gpu);
+
 // RWKV_WKV_CHUNK, read by the CUDA op: unset, empty or "auto" leaves the choice to the policy
 // (nullopt); a non-negative integer forces it (0: the sequential kernels). Anything else throws
 // std::invalid_argument naming the variable and the value.

@@ -117,6 +117,17 @@ TEST_CASE("wkv schedule: the policy chunks long contexts at small batches, and o
   }
 }
 
+TEST_CASE("wkv schedule: a forced chunk runs as given below T, as the sequential kernels from T on", "[kernels]") {
+  const WkvGpu h100 = rwkv::kernels::assumed_wkv_gpu();
+  const WkvShape s{1, 8192, 768, 2};
+  CHECK(rwkv::kernels::wkv_chunk_for(s, std::nullopt, h100) == rwkv::kernels::wkv_choose_chunk(s, h100));
+  CHECK(rwkv::kernels::wkv_chunk_for(s, 0, h100) == 0);
+  CHECK(rwkv::kernels::wkv_chunk_for(s, 333, h100) == 333);
+  CHECK(rwkv::kernels::wkv_chunk_for(s, 8191, h100) == 8191);
+  CHECK(rwkv::kernels::wkv_chunk_for(s, 8192, h100) == 0);
+  CHECK(rwkv::kernels::wkv_chunk_for(s, 100000, h100) == 0);
+}
+
 TEST_CASE("wkv schedule: RWKV_WKV_CHUNK is auto, a count of tokens, or an error naming it", "[kernels]") {
   CHECK_FALSE(rwkv::kernels::wkv_chunk_override(nullptr).has_value());
   CHECK_FALSE(rwkv::kernels::wkv_chunk_override("").has_value());

@@ -141,7 +141,7 @@ StepPrediction predict_step(const ModelFigures& m, const BlockTraffic& block, co
   kernels::WkvGpu wkv_gpu = gpu.wkv;
   wkv_gpu.bytes_per_sm_cycle = gpu.bandwidth_gbs / (gpu.clock_ghz * static_cast<double>(wkv_gpu.sms));
   const kernels::WkvShape wkv_shape{s.micro_batch, s.ctx, m.att, s.bf16 ? 2 : 4};
-  out.wkv_chunk = s.wkv_chunk ? (*s.wkv_chunk < s.ctx ? *s.wkv_chunk : 0) : kernels::wkv_choose_chunk(wkv_shape, wkv_gpu);
+  out.wkv_chunk = kernels::wkv_chunk_for(wkv_shape, s.wkv_chunk, wkv_gpu);
   const kernels::WkvCycles cycles = kernels::wkv_cycles(wkv_shape, out.wkv_chunk, wkv_gpu);
   const double schedule_s = micro * L * (passes * cycles.forward + cycles.backward) / (gpu.clock_ghz * 1e9);
   wkv.latency_s = std::max(0.0, schedule_s - wkv.bytes / (gpu.bandwidth_gbs * 1e9));
